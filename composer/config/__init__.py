@@ -1,0 +1,1 @@
+"""Stack files: loading, interpolation, merging, validation and normalisation."""
