@@ -1,0 +1,1 @@
+"""The `composer` command: one module per verb; only this package prints or exits."""

@@ -1,0 +1,133 @@
+"""The `composer` command group: global options, error reporting, exit codes.
+
+We use click for the command tree: subcommands with their own options, `--help` on each, and
+exit code 2 for usage errors come with it, and it imports in a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from composer import __version__
+from composer.errors import ComposerError, Problem, StackError, UsageError
+
+if TYPE_CHECKING:
+    from composer.config.loader import LoadOptions
+
+__all__ = ["Context", "cli", "main"]
+
+
+@dataclass(frozen=True)
+class Context:
+    """The global options, shared by every verb."""
+
+    files: tuple[Path, ...]
+    project_name: str | None
+    project_directory: Path | None
+    env_files: tuple[Path, ...]
+    profiles: tuple[str, ...]
+    debug: bool
+
+    def with_stack_file(self, stack_file: str | None) -> Context:
+        """A stack file given as a verb's first argument works like -f."""
+        if stack_file is None:
+            return self
+        return replace(self, files=(*self.files, Path(stack_file)))
+
+    def load_options(self, profiles: tuple[str, ...] | None = None) -> LoadOptions:
+        from composer.config.loader import LoadOptions
+
+        return LoadOptions(
+            files=self.files,
+            project_name=self.project_name,
+            project_directory=self.project_directory,
+            env_files=self.env_files,
+            profiles=self.profiles if profiles is None else profiles,
+        )
+
+
+def warn(problem: Problem) -> None:
+    click.echo(f"warning: {problem}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-f", "--file", "files", multiple=True, type=click.Path(path_type=Path),
+              help="Stack file (repeat to merge several, later ones win).")
+@click.option("-p", "--project-name", help="Project name (default: `name:` or the directory).")
+@click.option("--project-directory", type=click.Path(path_type=Path),
+              help="Directory relative paths are resolved against (default: the first file's).")
+@click.option("--env-file", "env_files", multiple=True, type=click.Path(path_type=Path),
+              help="Variables file used instead of the project's .env.")
+@click.option("--profile", "profiles", multiple=True, help="Profile to enable (repeatable).")
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+@click.version_option(__version__, "--version", prog_name="composer")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    files: tuple[Path, ...],
+    project_name: str | None,
+    project_directory: Path | None,
+    env_files: tuple[Path, ...],
+    profiles: tuple[str, ...],
+    debug: bool,
+) -> None:
+    """composer: run compose stacks without a daemon."""
+    ctx.obj = Context(files, project_name, project_directory, env_files, profiles, debug)
+
+
+@cli.command()
+def version() -> None:
+    """Show the composer version."""
+    click.echo(f"composer version {__version__}")
+
+
+def _register() -> None:
+    from composer.cli.config_cmd import config
+
+    cli.add_command(config)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; every ComposerError becomes a message and its exit code, never a traceback."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="composer", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except StackError as exc:
+        for problem in exc.problems:
+            click.echo(f"error: {problem}", err=True)
+        count = len(exc.problems)
+        if count > 1:
+            click.echo(f"{count} errors", err=True)
+        return exc.exit_code
+    except (UsageError, ComposerError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # an internal error: a bug, reported without a traceback
+        if debug:
+            raise
+        click.echo(f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
+                   err=True)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

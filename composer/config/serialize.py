@@ -1,0 +1,96 @@
+"""A Project printed as `docker compose config` prints it, and the per-service config hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from composer.config.project import Project
+
+__all__ = ["HASH_EXCLUDED", "project_to_dict", "service_hash", "to_json", "to_yaml"]
+
+_SECTIONS = ("services", "networks", "volumes", "configs", "secrets")
+
+HASH_EXCLUDED = frozenset({"build", "depends_on", "profiles", "pull_policy", "scale"})
+"""Service keys that do not change what a container is: changing them recreates nothing
+(replicas are added or removed, dependencies are the planner's business, as in compose)."""
+
+
+def project_to_dict(project: Project) -> dict[str, Any]:
+    """The normal form: long syntaxes, maps for lists of KEY=VALUE, sizes in bytes,
+    durations as Go prints them, absolute paths, sorted names, no empty or unset keys."""
+    dumped = project.model_dump(mode="json", by_alias=True, exclude_none=True)
+    result: dict[str, Any] = {"name": project.name}
+    for section in _SECTIONS:
+        entries = getattr(project, section)
+        if entries:
+            result[section] = {
+                key: _model(entries[key], dumped[section][key]) or None for key in sorted(entries)
+            }
+    result.update(_plain(project.extensions))
+    return result
+
+
+def _model(model: BaseModel, dumped: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, field in type(model).model_fields.items():
+        key = field.alias or name
+        if key not in dumped:
+            continue
+        value = _value(getattr(model, name), dumped[key])
+        if value not in ({}, []):
+            out[key] = value
+    out = dict(sorted(out.items()))
+    out.update(_plain(getattr(model, "extensions", {})))
+    return out
+
+
+def _value(attr: Any, dumped: Any) -> Any:
+    if isinstance(attr, BaseModel):
+        return _model(attr, dumped)
+    if isinstance(attr, dict):
+        return {
+            k: (_model(v, dumped[k]) or None) if isinstance(v, BaseModel) else _value(v, dumped[k])
+            for k, v in attr.items()
+        }
+    if isinstance(attr, list):
+        return [_value(a, d) for a, d in zip(attr, dumped, strict=True)]
+    return dumped
+
+
+def _plain(value: Any) -> Any:
+    """Marked YAML containers as plain dicts and lists, for the dumpers."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+_Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def to_yaml(data: dict[str, Any]) -> str:
+    return yaml.dump(
+        data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=1000
+    )
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def service_hash(project: Project, service: str) -> str:
+    """A stable digest of what makes `service`'s containers what they are; equal stacks give
+    equal hashes on any machine, and a change to any key outside HASH_EXCLUDED changes it."""
+    config = project_to_dict(project)["services"][service] or {}
+    relevant = {k: v for k, v in config.items() if k not in HASH_EXCLUDED and not k.startswith("x-")}
+    deploy = relevant.get("deploy")
+    if isinstance(deploy, dict) and "replicas" in deploy:
+        relevant["deploy"] = {k: v for k, v in deploy.items() if k != "replicas"}
+    canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()

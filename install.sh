@@ -1,0 +1,28 @@
+#!/bin/sh
+# Installs composer and everything its tests need on Debian (run as root), then shows it
+# working on an example stack.  Usage: ./install.sh [--no-example]
+set -eu
+cd "$(dirname "$0")"
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# python3-venv: the virtual environment; busybox-static, skopeo, umoci: test images;
+# docker-registry: a real registry on 127.0.0.1 for pull tests; iproute2: test assertions.
+apt-get install -y -q --no-install-recommends \
+    python3 python3-venv ca-certificates iproute2 \
+    busybox-static skopeo umoci docker-registry >/dev/null
+
+python3 -c 'import sys; assert sys.version_info >= (3, 11), "composer needs Python 3.11 or newer"'
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+
+# `composer` on the PATH, unless something else already owns that name.
+target=/usr/local/bin/composer
+if [ ! -e "$target" ] || [ "$(readlink "$target")" = "$PWD/.venv/bin/composer" ]; then
+    ln -sf "$PWD/.venv/bin/composer" "$target"
+fi
+
+if [ "${1:-}" != "--no-example" ]; then
+    echo "composer is installed. The example stack, validated and normalised:"
+    .venv/bin/composer config examples/web/compose.yaml
+fi
