@@ -36,18 +36,27 @@ class Dependency:
 def _dependencies(project: Project) -> Iterator[Dependency]:
     for name, service in project.services.items():
         for target, dep in (service.depends_on or {}).items():
-            yield Dependency(name, target, "depends_on", ("services", name, "depends_on", target),
-                             dep.required)
+            yield Dependency(
+                name, target, "depends_on", ("services", name, "depends_on", target), dep.required
+            )
         for index, link in enumerate(service.links or []):
             yield Dependency(name, link.split(":")[0], "links", ("services", name, "links", index))
         for index, source in enumerate(service.volumes_from or []):
             if not source.startswith("container:"):
-                yield Dependency(name, source.split(":")[0], "volumes_from",
-                                 ("services", name, "volumes_from", index))
+                yield Dependency(
+                    name,
+                    source.split(":")[0],
+                    "volumes_from",
+                    ("services", name, "volumes_from", index),
+                )
         mode = service.network_mode or ""
         if mode.startswith("service:"):
-            yield Dependency(name, mode.removeprefix("service:"), "network_mode",
-                             ("services", name, "network_mode"))
+            yield Dependency(
+                name,
+                mode.removeprefix("service:"),
+                "network_mode",
+                ("services", name, "network_mode"),
+            )
 
 
 class DependencyGraph:
@@ -57,8 +66,9 @@ class DependencyGraph:
         self._graph = graph
 
     @classmethod
-    def of(cls, project: Project, disabled: list[str] | tuple[str, ...] = (), raw: Any = None
-           ) -> DependencyGraph:
+    def of(
+        cls, project: Project, disabled: list[str] | tuple[str, ...] = (), raw: Any = None
+    ) -> DependencyGraph:
         """The graph of `project`; unknown, disabled (by profiles) or cyclic dependencies are a
         StackError naming each offending key."""
         import networkx as nx
@@ -72,18 +82,21 @@ class DependencyGraph:
                 continue
             if not dep.required:
                 continue
+            hint: str | None
             if dep.needs in disabled:
-                message = (f"depends on service {dep.needs!r}, which is disabled by its profiles")
-                hint = "enable one of its profiles with --profile, or mark the dependency required: false"
+                message = f"depends on service {dep.needs!r}, which is disabled by its profiles"
+                hint = "enable one of its profiles with --profile, or set `required: false`"
             else:
                 message = f"depends on service {dep.needs!r}, which is not defined"
                 hint = suggest(dep.needs, project.services)
-            problems.append(Problem(message, format_key_path(dep.path), locate(raw, dep.path), hint))
+            problems.append(
+                Problem(message, format_key_path(dep.path), locate(raw, dep.path), hint)
+            )
         for cycle in nx.simple_cycles(graph):
             members = sorted(cycle)
             first = members[0]
             path = graph.edges[first, cycle[(cycle.index(first) + 1) % len(cycle)]]["path"]
-            order = cycle[cycle.index(first):] + cycle[: cycle.index(first)] + [first]
+            order = cycle[cycle.index(first) :] + cycle[: cycle.index(first)] + [first]
             problems.append(
                 Problem(
                     f"dependency cycle between services {', '.join(members)}: "

@@ -11,15 +11,25 @@ __all__ = ["config"]
 
 @click.command()
 @click.argument("stack_file", required=False)
-@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml",
-              show_default=True, help="Output format.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["yaml", "json"]),
+    default="yaml",
+    show_default=True,
+    help="Output format.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Only validate; print nothing but problems.")
 @click.option("--services", is_flag=True, help="Print the service names, in start order.")
 @click.option("--volumes", is_flag=True, help="Print the volume names.")
 @click.option("--profiles", "list_profiles", is_flag=True, help="Print every profile in use.")
 @click.option("--images", is_flag=True, help="Print the image of each service.")
-@click.option("--hash", "hash_of", metavar="SERVICE|*",
-              help="Print the configuration hash of services (comma-separated, or *).")
+@click.option(
+    "--hash",
+    "hash_of",
+    metavar="SERVICE|*",
+    help="Print the configuration hash of services (comma-separated, or *).",
+)
 @click.pass_obj
 def config(
     ctx: Context,

@@ -56,13 +56,27 @@ def warn(problem: Problem) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-f", "--file", "files", multiple=True, type=click.Path(path_type=Path),
-              help="Stack file (repeat to merge several, later ones win).")
+@click.option(
+    "-f",
+    "--file",
+    "files",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Stack file (repeat to merge several, later ones win).",
+)
 @click.option("-p", "--project-name", help="Project name (default: `name:` or the directory).")
-@click.option("--project-directory", type=click.Path(path_type=Path),
-              help="Directory relative paths are resolved against (default: the first file's).")
-@click.option("--env-file", "env_files", multiple=True, type=click.Path(path_type=Path),
-              help="Variables file used instead of the project's .env.")
+@click.option(
+    "--project-directory",
+    type=click.Path(path_type=Path),
+    help="Directory relative paths are resolved against (default: the first file's).",
+)
+@click.option(
+    "--env-file",
+    "env_files",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Variables file used instead of the project's .env.",
+)
 @click.option("--profile", "profiles", multiple=True, help="Profile to enable (repeatable).")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 @click.version_option(__version__, "--version", prog_name="composer")
@@ -123,8 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # an internal error: a bug, reported without a traceback
         if debug:
             raise
-        click.echo(f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
-                   err=True)
+        click.echo(
+            f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)", err=True
+        )
         return 3
     return 0
 

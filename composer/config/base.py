@@ -9,11 +9,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     PlainSerializer,
     WithJsonSchema,
     model_validator,
 )
-from pydantic.json_schema import SkipJsonSchema
+from pydantic.json_schema import JsonSchemaValue, SkipJsonSchema
+from pydantic_core import CoreSchema
 
 from composer.config import types
 
@@ -50,6 +52,17 @@ class Spec(BaseModel):
 
     short_syntax: ClassVar[str | None] = None
     """Name of the field a bare scalar stands for (`build: ./dir` means `context: ./dir`)."""
+
+    short_forms: ClassVar[tuple[dict[str, Any], ...]] = ()
+    """JSON Schemas of the short syntaxes a user may write instead of the mapping."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        forms = cls.short_forms or (({"type": "string"},) if cls.short_syntax else ())
+        return {"anyOf": [*forms, schema]} if forms else schema
 
     @model_validator(mode="before")
     @classmethod
@@ -102,7 +115,10 @@ Command = Annotated[
 ]
 _LIST_OR_DICT = {
     "anyOf": [
-        {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean", "null"]}},
+        {
+            "type": "object",
+            "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
+        },
         {"type": "array", "items": {"type": "string"}},
     ]
 }

@@ -108,12 +108,12 @@ def _statement(
     key_start = start
     if _EXPORT.match(text, start):
         key_start = _skip(_BLANKS, text, start + len("export"))
+        if key_start >= len(text):
+            raise DotenvError("no variable name after export", _line_of(text, start))
     key_end = _key_end(text, key_start, start)
     key = text[key_start:key_end].rstrip(_GO_SPACE)
     if " " in key:
-        raise DotenvError(
-            f"key cannot contain a space: {_quote(key)}", _line_of(text, start)
-        )
+        raise DotenvError(f"key cannot contain a space: {_quote(key)}", _line_of(text, start))
     if key_end >= len(text) or text[key_end] == "\n":
         value = lookup(key)
         if value is not None:

@@ -16,7 +16,9 @@ __all__ = ["Interpolator", "read_env_file"]
 Lookup = Callable[[str], str | None]
 
 
-def read_env_file(path: Path, lookup: Lookup, *, referrer: Location | None = None) -> dict[str, str]:
+def read_env_file(
+    path: Path, lookup: Lookup, *, referrer: Location | None = None
+) -> dict[str, str]:
     """The variables of an env file; a malformed line is an error naming the file and line."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -67,4 +69,3 @@ class Interpolator:
         for name in result.unset:
             self.unset.setdefault(name, where)
         return result.value
-

@@ -17,7 +17,7 @@ from composer.config.paths import absolute, resolve_paths, resolve_service_paths
 from composer.config.yamlio import MarkedMap, MarkedSeq, load_yaml
 from composer.errors import Location, Problem, StackError
 
-__all__ = ["FileReader", "RESOURCE_SECTIONS"]
+__all__ = ["RESOURCE_SECTIONS", "FileReader"]
 
 RESOURCE_SECTIONS = ("services", "networks", "volumes", "configs", "secrets")
 
@@ -58,7 +58,9 @@ class FileReader:
             except FileNotFoundError:
                 raise StackError.single(f"{path} does not exist", location=referrer) from None
             except OSError as exc:
-                raise StackError.single(f"cannot read {path}: {exc.strerror}", location=referrer) from None
+                raise StackError.single(
+                    f"cannot read {path}: {exc.strerror}", location=referrer
+                ) from None
             tree = load_yaml(data, str(path))
             if tree is None:
                 tree = MarkedMap(Location(str(path), 1, 1))
@@ -82,7 +84,8 @@ class FileReader:
                 )
                 del tree["version"]
             self._parsed[path] = tree
-        return _deep_copy(self._parsed[path])
+        copy: MarkedMap = _deep_copy(self._parsed[path])
+        return copy
 
     # --- include ------------------------------------------------------------------------
 
@@ -103,7 +106,9 @@ class FileReader:
                 spec = entry
             else:
                 self.problems.append(
-                    Problem("expected a path or a mapping with `path`", f"include[{index}]", item_where)
+                    Problem(
+                        "expected a path or a mapping with `path`", f"include[{index}]", item_where
+                    )
                 )
                 continue
             self._include_one(tree, spec, path, index, chain)
@@ -118,7 +123,9 @@ class FileReader:
         paths = spec.get("path")
         paths = [paths] if isinstance(paths, str) else paths
         if not paths or not all(isinstance(p, str) for p in paths):
-            self.problems.append(Problem("`path` must name a file or a list of files", key, spec.location))
+            self.problems.append(
+                Problem("`path` must name a file or a list of files", key, spec.location)
+            )
             return
         files = [Path(absolute(p, path.parent, self.home)) for p in paths]
         for file in files:
@@ -126,14 +133,20 @@ class FileReader:
                 cycle = " -> ".join(str(p) for p in (*chain, file))
                 raise StackError.single(f"include cycle: {cycle}", key, spec.location)
         project_dir = spec.get("project_directory")
-        base = Path(absolute(project_dir, path.parent, self.home)) if isinstance(project_dir, str) else files[0].parent
+        base = (
+            Path(absolute(project_dir, path.parent, self.home))
+            if isinstance(project_dir, str)
+            else files[0].parent
+        )
         variables = dict(self.variables)
         env_files = spec.get("env_file")
         env_list = [env_files] if isinstance(env_files, str) else (env_files or [])
         dotenvs = [Path(absolute(e, path.parent, self.home)) for e in env_list] or [base / ".env"]
         for env in dotenvs:
             if env.exists() or env_list:
-                for name, value in read_env_file(env, self.variables.get, referrer=spec.location).items():
+                for name, value in read_env_file(
+                    env, self.variables.get, referrer=spec.location
+                ).items():
                     variables.setdefault(name, value)
         reader = FileReader(variables)
         included = MarkedMap(spec.location)
@@ -156,7 +169,7 @@ class FileReader:
                     self.problems.append(
                         Problem(
                             f"{section[:-1]} {name!r} is defined here and in the included "
-                            f"file {theirs.where(name).file if theirs.where(name) else files[0]}",
+                            f"file {_file_of(theirs.where(name), files[0])}",
                             f"{section}.{name}",
                             ours.where(name),
                             "rename one of them, or use extends to share a definition",
@@ -218,6 +231,10 @@ class FileReader:
         if other is not path:
             resolve_service_paths(parent, resolve_dir, self.home)
         return merge_services(_deep_copy(parent), child)
+
+
+def _file_of(where: Location | None, default: Path) -> str:
+    return where.file if where else str(default)
 
 
 def _merged(base: MarkedMap, override: MarkedMap) -> MarkedMap:

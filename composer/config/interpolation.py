@@ -86,6 +86,9 @@ class _Expander:
             return text
         parts: list[str] = []
         pos = 0
+        # A `${NAME<op>...}` runs at most to the last `}` of its line: found once per line.
+        line_end = -1
+        last_close = -1
         while True:
             dollar = text.find("$", pos)
             if dollar < 0:
@@ -97,7 +100,12 @@ class _Expander:
                 parts.append("$")
                 pos = dollar + 2
             elif following == "{":
-                value, pos = self._braced(text, dollar)
+                if dollar > line_end:
+                    line_end = text.find("\n", dollar)
+                    if line_end < 0:
+                        line_end = len(text)
+                    last_close = text.rfind("}", dollar, line_end)
+                value, pos = self._braced(text, dollar, last_close)
                 parts.append(value)
             else:
                 name = _NAME.match(text, dollar + 1)
@@ -109,8 +117,11 @@ class _Expander:
                     parts.append(self._plain(name.group()))
                     pos = name.end()
 
-    def _braced(self, text: str, start: int) -> tuple[str, int]:
-        """Expand the `${...}` at `start`; return its value and the index just past it."""
+    def _braced(self, text: str, start: int, last_close: int) -> tuple[str, int]:
+        """Expand the `${...}` at `start`; return its value and the index just past it.
+
+        `last_close` is the index of the last `}` on the line of `start` (-1 if none).
+        """
         name_match = _NAME.match(text, start + 2)
         if name_match is None:
             raise _MalformedError
@@ -122,15 +133,11 @@ class _Expander:
                 return self._plain(name), cursor + 1
             raise _MalformedError
         argument_start = cursor + len(operator)
-        line_end = text.find("\n", argument_start)
-        if line_end < 0:
-            line_end = len(text)
-        last = text.rfind("}", argument_start, line_end)
-        if last < 0:
+        if last_close < argument_start:
             raise _MalformedError
-        close = _balanced_close(text, start, last + 1)
+        close = _balanced_close(text, start, last_close + 1)
         if close < 0:
-            close = last
+            close = last_close
         argument = self.expand(text[argument_start:close])
         return self._apply(name, operator, argument), close + 1
 

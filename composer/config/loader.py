@@ -190,7 +190,7 @@ def _project_name(
                     "digits, '-' and '_', starting with a letter or digit"
                 )
             return given
-    named = tree.pop("name", None)
+    named = tree.get("name")
     if named is not None:
         return str(named)  # checked by the model, with its location
     derived = re.sub(r"[^a-z0-9_-]", "", project_dir.name.lower()).lstrip("_-")
@@ -240,7 +240,11 @@ def _fold_env_files(tree: MarkedMap, variables: Mapping[str, str]) -> list[Probl
             path, required = _env_file_entry(entry)
             if path is None:
                 problems.append(
-                    Problem("expected a path or {path, required}", f"services.{name}.env_file", entry_where)
+                    Problem(
+                        "expected a path or {path, required}",
+                        f"services.{name}.env_file",
+                        entry_where,
+                    )
                 )
                 continue
             if not required and not Path(path).exists():
@@ -290,4 +294,3 @@ def _env_list_as_map(items: list[Any]) -> MarkedMap:
         where = items.where(index) if isinstance(items, MarkedSeq) else None
         result.put(key.strip(), value if found else None, where)
     return result
-

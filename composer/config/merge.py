@@ -25,7 +25,7 @@ def merge(base: Any, override: Any, path: Path = ()) -> Any:
     if isinstance(base, dict) and isinstance(override, dict):
         return _merge_maps(base, override, path)
     if isinstance(base, list) and isinstance(override, list):
-        return _append_unique(base, override)
+        return _append_unique(base, override, path)
     return override
 
 
@@ -185,7 +185,9 @@ def _extra_hosts(value: Any) -> Any:
         seq = MarkedSeq(getattr(value, "location", None))
         for host, address in value.items():
             for one in address if isinstance(address, list) else [address]:
-                seq.push(f"{host}={one}", value.where(host) if isinstance(value, MarkedMap) else None)
+                seq.push(
+                    f"{host}={one}", value.where(host) if isinstance(value, MarkedMap) else None
+                )
         return seq
     return value
 

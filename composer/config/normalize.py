@@ -60,28 +60,52 @@ def check_references(project: Project, raw: Any) -> list[Problem]:
     for name, service in project.services.items():
         for network in service.networks or {}:
             if network not in project.networks:
-                report(f"network {network!r} is not declared under top-level `networks`",
-                       "services", name, "networks", network)
+                report(
+                    f"network {network!r} is not declared under top-level `networks`",
+                    "services",
+                    name,
+                    "networks",
+                    network,
+                )
         for index, mount in enumerate(service.volumes or []):
             if mount.type == "volume" and mount.source and mount.source not in project.volumes:
                 report(
                     f"volume {mount.source!r} is not declared under top-level `volumes`",
-                    "services", name, "volumes", index,
+                    "services",
+                    name,
+                    "volumes",
+                    index,
                     hint="declare it, or write a path (./dir or /dir) for a bind mount",
                 )
         for kind, declared in (("secrets", project.secrets), ("configs", project.configs)):
             for index, ref in enumerate(getattr(service, kind) or []):
                 if ref.source not in declared:
-                    report(f"{kind[:-1]} {ref.source!r} is not declared under top-level `{kind}`",
-                           "services", name, kind, index)
+                    report(
+                        f"{kind[:-1]} {ref.source!r} is not declared under top-level `{kind}`",
+                        "services",
+                        name,
+                        kind,
+                        index,
+                    )
         if service.container_name:
             other = owners.setdefault(service.container_name, name)
             if other != name:
-                report(f"container name {service.container_name!r} is also used by service {other!r}",
-                       "services", name, "container_name")
-            replicas = service.scale if service.scale is not None else (
-                service.deploy.replicas if service.deploy else None)
+                report(
+                    f"container name {service.container_name!r} is also used by service {other!r}",
+                    "services",
+                    name,
+                    "container_name",
+                )
+            replicas = (
+                service.scale
+                if service.scale is not None
+                else (service.deploy.replicas if service.deploy else None)
+            )
             if replicas is not None and replicas > 1:
-                report("a service with a container_name cannot have more than one replica",
-                       "services", name, "container_name")
+                report(
+                    "a service with a container_name cannot have more than one replica",
+                    "services",
+                    name,
+                    "container_name",
+                )
     return problems

@@ -61,9 +61,9 @@ def _volume(item: Any, base: Path, home: str | None) -> Any:
             return absolute(source, base, home) + sep + rest
         return item
     if isinstance(item, MarkedMap) and item.get("type") == "bind":
-        source = item.get("source")
-        if isinstance(source, str) and not os.path.isabs(source):
-            item["source"] = absolute(source, base, home)
+        bind_source = item.get("source")
+        if isinstance(bind_source, str) and not os.path.isabs(bind_source):
+            item["source"] = absolute(bind_source, base, home)
     return item
 
 

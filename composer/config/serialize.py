@@ -71,12 +71,26 @@ def _plain(value: Any) -> Any:
     return value
 
 
-_Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """libyaml's emitter; strings of several lines as literal blocks, as compose prints them."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value and not value.endswith((" ", "\t")) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
 
 
 def to_yaml(data: dict[str, Any]) -> str:
     return yaml.dump(
-        data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=1000
+        data,
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=1000,
     )
 
 
@@ -88,7 +102,9 @@ def service_hash(project: Project, service: str) -> str:
     """A stable digest of what makes `service`'s containers what they are; equal stacks give
     equal hashes on any machine, and a change to any key outside HASH_EXCLUDED changes it."""
     config = project_to_dict(project)["services"][service] or {}
-    relevant = {k: v for k, v in config.items() if k not in HASH_EXCLUDED and not k.startswith("x-")}
+    relevant = {
+        k: v for k, v in config.items() if k not in HASH_EXCLUDED and not k.startswith("x-")
+    }
     deploy = relevant.get("deploy")
     if isinstance(deploy, dict) and "replicas" in deploy:
         relevant["deploy"] = {k: v for k, v in deploy.items() if k != "replicas"}

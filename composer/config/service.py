@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 
 from composer.config import types
 from composer.config.base import (
@@ -21,8 +21,8 @@ from composer.config.base import (
 
 __all__ = [
     "Build",
-    "Deploy",
     "DependsOn",
+    "Deploy",
     "FileReference",
     "Healthcheck",
     "Logging",
@@ -32,6 +32,9 @@ __all__ = [
     "Ulimit",
     "VolumeMount",
 ]
+
+
+_STRING_OR_LIST = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
 
 
 class Build(Spec):
@@ -68,6 +71,18 @@ class Build(Spec):
 class Port(Spec):
     """One published or exposed port (the long syntax)."""
 
+    short_forms = ({"type": "string"}, {"type": "integer"})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            entries = types.parse_port(value)
+            if len(entries) > 1:
+                raise ValueError(f"{value!r} is a range; write it where a list of ports is expected")
+            return entries[0]
+        return value
+
     name: str | None = None
     mode: Literal["ingress", "host"] = "ingress"
     host_ip: str | None = None
@@ -85,16 +100,23 @@ class Port(Spec):
 
 
 def _ports(value: Any) -> Any:
+    """Expand short-syntax ranges into one entry per port; a malformed entry is left for the
+    Port model to reject, so that its error names the entry's index."""
     if not isinstance(value, list):
         return value
     result: list[Any] = []
     for item in value:
-        result.extend(types.parse_port(item) if isinstance(item, str | int) else [item])
+        try:
+            result.extend(types.parse_port(item) if isinstance(item, str | int) else [item])
+        except ValueError:
+            result.append(item)
     return result
 
 
 class BindOptions(Spec):
-    propagation: Literal["shared", "rshared", "slave", "rslave", "private", "rprivate"] | None = None
+    propagation: Literal["shared", "rshared", "slave", "rslave", "private", "rprivate"] | None = (
+        None
+    )
     create_host_path: bool | None = None
     recursive: Literal["enabled", "disabled", "writable", "readonly"] | None = None
     selinux: Literal["z", "Z"] | None = None
@@ -114,6 +136,13 @@ class TmpfsOptions(Spec):
 class VolumeMount(Spec):
     """A mount into the container: a host path, a named or anonymous volume, or a tmpfs."""
 
+    short_forms = ({"type": "string", "description": "[SOURCE:]TARGET[:MODE]"},)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:
+        return types.parse_volume(value) if isinstance(value, str) else value
+
     type: Literal["bind", "volume", "tmpfs"]
     source: str | None = None
     target: str
@@ -130,20 +159,18 @@ class VolumeMount(Spec):
         if self.type == "tmpfs" and self.source:
             raise ValueError("a tmpfs mount takes no source")
         if not self.target.startswith("/"):
-            raise ValueError(f"the target {self.target!r} must be an absolute path in the container")
+            raise ValueError(
+                f"the target {self.target!r} must be an absolute path in the container"
+            )
         return self
 
 
-def _volumes(value: Any) -> Any:
-    if not isinstance(value, list):
-        return value
-    return [types.parse_volume(item) if isinstance(item, str) else item for item in value]
-
-
 class DependsOn(Spec):
-    condition: Literal[
-        "service_started", "service_healthy", "service_completed_successfully"
-    ] = "service_started"
+    """How a service depends on another; the list form means `service_started`, required."""
+
+    condition: Literal["service_started", "service_healthy", "service_completed_successfully"] = (
+        "service_started"
+    )
     required: bool = True
     restart: bool | None = None
 
@@ -161,6 +188,7 @@ class Healthcheck(Spec):
     test: Annotated[
         list[Text] | None,
         BeforeValidator(lambda v: ["CMD-SHELL", v] if isinstance(v, str) else v),
+        WithJsonSchema(_STRING_OR_LIST),
     ] = None
     interval: Duration | None = None
     timeout: Duration | None = None
@@ -232,6 +260,7 @@ def _networks(value: Any) -> Any:
 
 
 class Ulimit(Spec):
+    short_forms = ({"type": "integer"},)
     soft: int
     hard: int
 
@@ -318,7 +347,9 @@ class Service(Spec):
     command: Command | None = None
     entrypoint: Command | None = None
     environment: NullableMapping | None = None
-    env_file: Annotated[list[EnvFile], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)] | None = None
+    env_file: (
+        Annotated[list[EnvFile], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)] | None
+    ) = None
     working_dir: str | None = None
     user: Text | None = None
     group_add: list[Text] | None = None
@@ -328,16 +359,16 @@ class Service(Spec):
     mac_address: str | None = None
     ports: Annotated[list[Port], BeforeValidator(_ports)] | None = None
     expose: list[Text] | None = None
-    volumes: Annotated[list[VolumeMount], BeforeValidator(_volumes)] | None = None
+    volumes: list[VolumeMount] | None = None
     volumes_from: list[str] | None = None
     tmpfs: StrList | None = None
     depends_on: Annotated[dict[str, DependsOn], BeforeValidator(_depends_on)] | None = None
     links: list[str] | None = None
     external_links: list[str] | None = None
     healthcheck: Healthcheck | None = None
-    restart: Annotated[
-        str, _matching(_RESTART, "no, always, on-failure[:MAX] or unless-stopped")
-    ] | None = None
+    restart: (
+        Annotated[str, _matching(_RESTART, "no, always, on-failure[:MAX] or unless-stopped")] | None
+    ) = None
     deploy: Deploy | None = None
     scale: int | None = Field(default=None, ge=0)
     cpus: float | None = Field(default=None, ge=0)
@@ -355,13 +386,25 @@ class Service(Spec):
     pids_limit: int | None = None
     shm_size: Bytes | None = None
     networks: Annotated[dict[str, ServiceNetwork | None], BeforeValidator(_networks)] | None = None
-    network_mode: Annotated[
-        str, _matching(_NETWORK_MODE, "none, host, bridge, service:NAME or container:NAME")
-    ] | None = None
+    network_mode: (
+        Annotated[
+            str, _matching(_NETWORK_MODE, "none, host, bridge, service:NAME or container:NAME")
+        ]
+        | None
+    ) = None
     dns: StrList | None = None
     dns_search: StrList | None = None
     dns_opt: list[str] | None = None
-    extra_hosts: Annotated[list[str], BeforeValidator(_extra_hosts)] | None = None
+    extra_hosts: (
+        Annotated[
+            list[str],
+            BeforeValidator(_extra_hosts),
+            WithJsonSchema(
+                {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "object"}]}
+            ),
+        ]
+        | None
+    ) = None
     labels: Mapping | None = None
     annotations: Mapping | None = None
     init: bool | None = None
@@ -385,9 +428,15 @@ class Service(Spec):
     stdin_open: bool | None = None
     secrets: list[FileReference] | None = None
     configs: list[FileReference] | None = None
-    pull_policy: Annotated[
-        str, _matching(_PULL_POLICY, "always, never, missing, build, daily, weekly or every_<duration>")
-    ] | None = None
+    pull_policy: (
+        Annotated[
+            str,
+            _matching(
+                _PULL_POLICY, "always, never, missing, build, daily, weekly or every_<duration>"
+            ),
+        ]
+        | None
+    ) = None
     platform: str | None = None
     logging: Logging | None = None
     attach: bool | None = None

@@ -36,7 +36,9 @@ _TOP = {
 
 _SERVICE = {
     "gpus": _refuse("composer does not give containers GPUs"),
-    "runtime": _refuse("composer is its own container runtime; other OCI runtimes cannot be chosen"),
+    "runtime": _refuse(
+        "composer is its own container runtime; other OCI runtimes cannot be chosen"
+    ),
     "models": _refuse("AI models need a model runner, which composer does not provide"),
     "provider": _refuse("provider services are run by docker compose plugins, not by composer"),
     "devices": _refuse("passing host devices into containers is not supported yet"),
@@ -85,8 +87,10 @@ def drop_unsupported(tree: MarkedMap) -> tuple[list[Problem], list[Problem]]:
             return
         for key in [k for k in node if k in table]:
             entry = table[key]
+            value = node[key]
+            shown = f" ({value!r})" if isinstance(value, str | int | float) else ""
             problem = Problem(
-                f"{'not supported' if entry.fatal else 'ignored'}: {entry.reason}",
+                f"{'not supported' if entry.fatal else 'ignored'}{shown}: {entry.reason}",
                 format_key_path((*path, key)),
                 node.where(key),
             )

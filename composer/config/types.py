@@ -187,7 +187,8 @@ def parse_port(value: Any) -> list[dict[str, Any]]:
     match = _PORT.match(text)
     if match is None:
         raise ValueError(
-            f"{text!r} is not a port mapping: expected [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL]"
+            f"{text!r} is not a port mapping: "
+            "expected [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL]"
         )
     t_start, t_end = _port_range(match.group("target"))
     protocol = (match.group("protocol") or "tcp").lower()

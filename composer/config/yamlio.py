@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -38,7 +38,7 @@ _MERGE_TAGS = (_RESET, _OVERRIDE)
 class MarkedMap(dict[str, Any]):
     """A mapping that knows its own location and the location of each of its values."""
 
-    __slots__ = ("locations", "location", "tags")
+    __slots__ = ("location", "locations", "tags")
 
     def __init__(self, location: Location | None = None) -> None:
         super().__init__()
@@ -60,7 +60,7 @@ class MarkedMap(dict[str, Any]):
 class MarkedSeq(list[Any]):
     """A sequence that knows its own location and the location of each item."""
 
-    __slots__ = ("locations", "location")
+    __slots__ = ("location", "locations")
 
     def __init__(self, location: Location | None = None) -> None:
         super().__init__()
@@ -104,7 +104,7 @@ _FLOAT = re.compile(
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """libyaml's parser and composer with the YAML 1.2 core schema's implicit tags."""
 
-    yaml_implicit_resolvers: dict[Any, Any] = {}
+    yaml_implicit_resolvers: ClassVar[dict[Any, Any]] = {}
 
 
 for _tag, _regex, _first in (
@@ -176,7 +176,9 @@ class _Builder:
             if key in sizes:
                 return sizes[key]
             if key in active:
-                raise self.fail(node, "an alias refers to a node that contains it (recursive alias)")
+                raise self.fail(
+                    node, "an alias refers to a node that contains it (recursive alias)"
+                )
             active.add(key)
             total = 1
             if isinstance(node, yaml.MappingNode):
@@ -254,7 +256,9 @@ class _Builder:
             if key in result:
                 raise self.fail(key_node, f"key {key!r} is already defined in this mapping")
             tag = value_node.tag if value_node.tag in _MERGE_TAGS else None
-            result.put(key, self.build(value_node), self.where(value_node), tag)
+            # a scalar is shown where it is written; a mapping or list where its key is
+            where = self.where(value_node if isinstance(value_node, yaml.ScalarNode) else key_node)
+            result.put(key, self.build(value_node), where, tag)
         for source in merged:
             for item in self.merge_sources(source):
                 built = self.mapping(item)
@@ -279,7 +283,8 @@ def load_yaml(text: str | bytes, file: str) -> Any:
     """Parse one YAML document into marked dicts/lists; an empty document gives None."""
     if len(text) > MAX_FILE_BYTES:
         raise StackError.single(
-            f"the file is {len(text):,} bytes; stack files over {MAX_FILE_BYTES:,} bytes are refused",
+            f"the file is {len(text):,} bytes; "
+            f"stack files over {MAX_FILE_BYTES:,} bytes are refused",
             location=Location(file, 1, 1),
         )
     loader = _Loader(text)

@@ -26,8 +26,15 @@ from composer.config.types import (
         ("53:53/udp", [{"mode": "ingress", "target": 53, "protocol": "udp", "published": "53"}]),
         (
             "127.0.0.1:8080:80",
-            [{"mode": "ingress", "target": 80, "protocol": "tcp", "published": "8080",
-              "host_ip": "127.0.0.1"}],
+            [
+                {
+                    "mode": "ingress",
+                    "target": 80,
+                    "protocol": "tcp",
+                    "published": "8080",
+                    "host_ip": "127.0.0.1",
+                }
+            ],
         ),
         (
             "127.0.0.1::80",
@@ -35,8 +42,15 @@ from composer.config.types import (
         ),
         (
             "[::1]:8080:80",
-            [{"mode": "ingress", "target": 80, "protocol": "tcp", "published": "8080",
-              "host_ip": "::1"}],
+            [
+                {
+                    "mode": "ingress",
+                    "target": 80,
+                    "protocol": "tcp",
+                    "published": "8080",
+                    "host_ip": "::1",
+                }
+            ],
         ),
         (
             "9090-9091:8080-8081",
@@ -84,13 +98,22 @@ def test_malformed_ports_say_what_is_wrong(bad: str, message: str) -> None:
         ("db:/var/lib/db", {"type": "volume", "source": "db", "target": "/var/lib/db"}),
         (
             "./site:/srv:ro",
-            {"type": "bind", "source": "./site", "target": "/srv", "read_only": True,
-             "bind": {"create_host_path": True}},
+            {
+                "type": "bind",
+                "source": "./site",
+                "target": "/srv",
+                "read_only": True,
+                "bind": {"create_host_path": True},
+            },
         ),
         (
             "/host:/c:rw,rshared",
-            {"type": "bind", "source": "/host", "target": "/c",
-             "bind": {"create_host_path": True, "propagation": "rshared"}},
+            {
+                "type": "bind",
+                "source": "/host",
+                "target": "/c",
+                "bind": {"create_host_path": True, "propagation": "rshared"},
+            },
         ),
         (
             "cache:/c:nocopy",
@@ -98,8 +121,12 @@ def test_malformed_ports_say_what_is_wrong(bad: str, message: str) -> None:
         ),
         (
             "~/x:/x:z",
-            {"type": "bind", "source": "~/x", "target": "/x",
-             "bind": {"create_host_path": True, "selinux": "z"}},
+            {
+                "type": "bind",
+                "source": "~/x",
+                "target": "/x",
+                "bind": {"create_host_path": True, "selinux": "z"},
+            },
         ),
     ],
 )
@@ -114,7 +141,15 @@ def test_volume_with_unknown_mode_is_refused() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("1m30s", 90), ("500ms", 0.5), ("1.5h", 5400), ("10s", 10), ("0", 0), (30, 30), ("1h1m1s", 3661)],
+    [
+        ("1m30s", 90),
+        ("500ms", 0.5),
+        ("1.5h", 5400),
+        ("10s", 10),
+        ("0", 0),
+        (30, 30),
+        ("1h1m1s", 3661),
+    ],
 )
 def test_durations_parse_as_go_does(text: Any, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
@@ -128,8 +163,15 @@ def test_bad_durations_are_refused(bad: Any) -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(90, "1m30s"), (3600, "1h0m0s"), (0.5, "500ms"), (1.5, "1.5s"), (0, "0s"), (30, "30s"),
-     (0.000001, "1µs")],
+    [
+        (90, "1m30s"),
+        (3600, "1h0m0s"),
+        (0.5, "500ms"),
+        (1.5, "1.5s"),
+        (0, "0s"),
+        (30, "30s"),
+        (0.000001, "1µs"),
+    ],
 )
 def test_durations_print_as_go_prints_them(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
@@ -138,15 +180,24 @@ def test_durations_print_as_go_prints_them(seconds: float, text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("512m", 512 << 20), ("1g", 1 << 30), ("1GB", 1 << 30), ("64k", 65536), ("1.5g", 3 << 29),
-     (1024, 1024), ("100", 100), ("2b", 2), ("1gib", 1 << 30)],
+    [
+        ("512m", 512 << 20),
+        ("1g", 1 << 30),
+        ("1GB", 1 << 30),
+        ("64k", 65536),
+        ("1.5g", 3 << 29),
+        (1024, 1024),
+        ("100", 100),
+        ("2b", 2),
+        ("1gib", 1 << 30),
+    ],
 )
 def test_sizes_are_bytes_in_powers_of_1024(text: Any, size: int) -> None:
     assert parse_bytes(text) == size
 
 
 def test_bad_size_says_what_is_expected() -> None:
-    with pytest.raises(ValueError, match="e.g. '512m'"):
+    with pytest.raises(ValueError, match=r"e\.g\. '512m'"):
         parse_bytes("lots")
 
 

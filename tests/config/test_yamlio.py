@@ -48,12 +48,12 @@ def test_infinity_and_nan_are_floats() -> None:
 def test_every_value_knows_its_file_line_and_column() -> None:
     data = load_yaml("services:\n  web:\n    ports:\n      - 80\n      - '8080:80'\n", "s.yaml")
     assert locate(data, ("services", "web", "ports", 1)) == Location("s.yaml", 5, 9)
-    assert locate(data, ("services", "web")) == Location("s.yaml", 3, 5)
+    assert locate(data, ("services", "web")) == Location("s.yaml", 2, 3)
 
 
 def test_locate_stops_at_the_deepest_existing_entry() -> None:
     data = load_yaml("services:\n  web:\n    image: x\n", "s.yaml")
-    assert locate(data, ("services", "web", "ports", 3)) == Location("s.yaml", 3, 5)
+    assert locate(data, ("services", "web", "ports", 3)) == Location("s.yaml", 2, 3)
 
 
 def test_anchors_and_merge_keys_expand_with_explicit_keys_winning() -> None:
