@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from composer.cli.main import Context, warn
+from composer.cli.context import Context, warn
 
 __all__ = ["config"]
 

@@ -7,52 +7,16 @@ exit code 2 for usage errors come with it, and it imports in a few milliseconds.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from composer import __version__
-from composer.errors import ComposerError, Problem, StackError, UsageError
+from composer.cli.config_cmd import config
+from composer.cli.context import Context
+from composer.errors import ComposerError, StackError, UsageError
 
-if TYPE_CHECKING:
-    from composer.config.loader import LoadOptions
-
-__all__ = ["Context", "cli", "main"]
-
-
-@dataclass(frozen=True)
-class Context:
-    """The global options, shared by every verb."""
-
-    files: tuple[Path, ...]
-    project_name: str | None
-    project_directory: Path | None
-    env_files: tuple[Path, ...]
-    profiles: tuple[str, ...]
-    debug: bool
-
-    def with_stack_file(self, stack_file: str | None) -> Context:
-        """A stack file given as a verb's first argument works like -f."""
-        if stack_file is None:
-            return self
-        return replace(self, files=(*self.files, Path(stack_file)))
-
-    def load_options(self, profiles: tuple[str, ...] | None = None) -> LoadOptions:
-        from composer.config.loader import LoadOptions
-
-        return LoadOptions(
-            files=self.files,
-            project_name=self.project_name,
-            project_directory=self.project_directory,
-            env_files=self.env_files,
-            profiles=self.profiles if profiles is None else profiles,
-        )
-
-
-def warn(problem: Problem) -> None:
-    click.echo(f"warning: {problem}", err=True)
+__all__ = ["cli", "main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -100,13 +64,7 @@ def version() -> None:
     click.echo(f"composer version {__version__}")
 
 
-def _register() -> None:
-    from composer.cli.config_cmd import config
-
-    cli.add_command(config)
-
-
-_register()
+cli.add_command(config)
 
 
 def main(argv: list[str] | None = None) -> int:

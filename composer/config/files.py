@@ -247,7 +247,7 @@ def _deep_copy(node: Any) -> Any:
     if isinstance(node, MarkedMap):
         copy = MarkedMap(node.location)
         for key, value in node.items():
-            copy.put(key, _deep_copy(value), node.locations.get(key), node.tags.get(key))
+            copy.put_from(node, key, _deep_copy(value))
         return copy
     if isinstance(node, MarkedSeq):
         seq = MarkedSeq(node.location)

@@ -46,9 +46,8 @@ def _shape(path: Path) -> Path:
 def _copy(source: dict[str, Any]) -> MarkedMap:
     if isinstance(source, MarkedMap):
         result = MarkedMap(source.location)
-        result.update(source)
-        result.locations.update(source.locations)
-        result.tags.update(source.tags)
+        for key, value in source.items():
+            result.put_from(source, key, value)
         return result
     result = MarkedMap()
     result.update(source)
@@ -57,17 +56,18 @@ def _copy(source: dict[str, Any]) -> MarkedMap:
 
 def _merge_maps(base: dict[str, Any], override: dict[str, Any], path: Path) -> MarkedMap:
     result = _copy(base)
-    tags = override.tags if isinstance(override, MarkedMap) else {}
+    marks = override if isinstance(override, MarkedMap) else MarkedMap()
     for key, value in override.items():
-        where = override.where(key) if isinstance(override, MarkedMap) else None
-        tag = tags.get(key)
+        where, key_where = marks.where(key), marks.key_locations.get(key)
+        tag = marks.tags.get(key)
         if tag == "!reset":
             result.pop(key, None)
             result.tags.pop(key, None)
         elif tag == "!override" or key not in result or result[key] is None:
-            result.put(key, value, where)
+            result.put(key, value, where, key_location=key_where)
         else:
-            result.put(key, merge(result[key], value, (*path, key)), where)
+            merged = merge(result[key], value, (*path, key))
+            result.put(key, merged, where, key_location=key_where)
     return result
 
 

@@ -30,7 +30,7 @@ def problems_from(exc: ValidationError, root_model: type[BaseModel], raw: Any) -
             Problem(
                 _message(error, root_model),
                 format_key_path(loc),
-                locate(raw, loc),
+                locate(raw, loc, key=error["type"] == "extra_forbidden"),
                 _hint(error, root_model),
             )
         )

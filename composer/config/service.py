@@ -79,7 +79,9 @@ class Port(Spec):
         if isinstance(value, str | int) and not isinstance(value, bool):
             entries = types.parse_port(value)
             if len(entries) > 1:
-                raise ValueError(f"{value!r} is a range; write it where a list of ports is expected")
+                raise ValueError(
+                    f"{value!r} is a range; write it where a list of ports is expected"
+                )
             return entries[0]
         return value
 

@@ -38,20 +38,40 @@ _MERGE_TAGS = (_RESET, _OVERRIDE)
 class MarkedMap(dict[str, Any]):
     """A mapping that knows its own location and the location of each of its values."""
 
-    __slots__ = ("location", "locations", "tags")
+    __slots__ = ("key_locations", "location", "locations", "tags")
 
     def __init__(self, location: Location | None = None) -> None:
         super().__init__()
         self.location = location
         self.locations: dict[str, Location] = {}
+        self.key_locations: dict[str, Location] = {}
         self.tags: dict[str, str] = {}
 
-    def put(self, key: str, value: Any, location: Location | None, tag: str | None = None) -> None:
+    def put(
+        self,
+        key: str,
+        value: Any,
+        location: Location | None,
+        tag: str | None = None,
+        key_location: Location | None = None,
+    ) -> None:
         self[key] = value
         if location is not None:
             self.locations[key] = location
         if tag is not None:
             self.tags[key] = tag
+        if key_location is not None:
+            self.key_locations[key] = key_location
+
+    def put_from(self, source: MarkedMap, key: str, value: Any) -> None:
+        """Set `key` to `value`, keeping the marks `source` has for that key."""
+        self.put(
+            key,
+            value,
+            source.locations.get(key),
+            source.tags.get(key),
+            source.key_locations.get(key),
+        )
 
     def where(self, key: str) -> Location | None:
         return self.locations.get(key, self.location)
@@ -77,13 +97,15 @@ class MarkedSeq(list[Any]):
         return self.location
 
 
-def locate(root: Any, path: tuple[str | int, ...]) -> Location | None:
-    """The location of the deepest entry of `path` that exists in the marked tree `root`."""
+def locate(root: Any, path: tuple[str | int, ...], *, key: bool = False) -> Location | None:
+    """The location of the deepest entry of `path` that exists in the marked tree `root`;
+    with `key`, of the last key itself rather than of its value (for "unknown key")."""
     found: Location | None = getattr(root, "location", None)
     node = root
-    for step in path:
+    for index, step in enumerate(path):
         if isinstance(node, MarkedMap) and isinstance(step, str) and step in node:
-            found = node.where(step) or found
+            at_key = node.key_locations.get(step) if key and index == len(path) - 1 else None
+            found = at_key or node.where(step) or found
             node = node[step]
         elif isinstance(node, MarkedSeq) and isinstance(step, int) and 0 <= step < len(node):
             found = node.where(step) or found
@@ -258,13 +280,13 @@ class _Builder:
             tag = value_node.tag if value_node.tag in _MERGE_TAGS else None
             # a scalar is shown where it is written; a mapping or list where its key is
             where = self.where(value_node if isinstance(value_node, yaml.ScalarNode) else key_node)
-            result.put(key, self.build(value_node), where, tag)
+            result.put(key, self.build(value_node), where, tag, self.where(key_node))
         for source in merged:
             for item in self.merge_sources(source):
                 built = self.mapping(item)
                 for key, value in built.items():
                     if key not in result:
-                        result.put(key, value, built.where(key), built.tags.get(key))
+                        result.put_from(built, key, value)
         return result
 
     def merge_sources(self, node: yaml.Node) -> Iterator[yaml.MappingNode]:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from tests.config.conftest import Load, Write, problems_of
+from tests.conftest import Load, Write, problems_of
 
 
 def test_misspelt_key_suggests_the_closest_valid_one(write: Write, load: Load) -> None:
     write("compose.yaml", "services:\n  web:\n    imagee: busybox\n    image: busybox\n")
     (line,) = problems_of(load, "compose.yaml")
     assert line.endswith(
-        "compose.yaml:3:13: services.web.imagee: unknown key (did you mean 'image'?)"
+        "compose.yaml:3:5: services.web.imagee: unknown key (did you mean 'image'?)"
     )
 
 

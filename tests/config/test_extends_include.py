@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.config.conftest import Load, Write, problems_of
+from tests.conftest import Load, Write, problems_of
 
 
 def test_extends_a_service_in_the_same_file(write: Write, load: Load) -> None:
@@ -27,7 +27,9 @@ def test_extends_a_service_in_the_same_file(write: Write, load: Load) -> None:
 def test_extends_chains_across_files_with_paths_relative_to_each_file(
     write: Write, load: Load, tmp_path: Path
 ) -> None:
-    write("lib/base.yaml", "services:\n  root:\n    image: busybox\n    volumes: ['./data:/data']\n")
+    write(
+        "lib/base.yaml", "services:\n  root:\n    image: busybox\n    volumes: ['./data:/data']\n"
+    )
     write(
         "lib/middle.yaml",
         "services:\n  mid:\n    extends: {file: base.yaml, service: root}\n    hostname: mid\n",
@@ -70,7 +72,9 @@ def test_include_adds_the_included_resources(write: Write, load: Load, tmp_path:
 def test_include_uses_its_own_dotenv(write: Write, load: Load) -> None:
     write("db/.env", "DB_IMAGE=postgres:16\n")
     write("db/compose.yaml", "services:\n  db:\n    image: ${DB_IMAGE}\n")
-    write("compose.yaml", "include:\n  - path: db/compose.yaml\nservices:\n  web: {image: busybox}\n")
+    write(
+        "compose.yaml", "include:\n  - path: db/compose.yaml\nservices:\n  web: {image: busybox}\n"
+    )
     assert load("compose.yaml").project.services["db"].image == "postgres:16"
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tests.config.conftest import Load, Write
+from pathlib import Path
+
+from tests.conftest import Load, Write
 
 BASE = """
 services:
@@ -49,13 +51,16 @@ def test_commands_are_replaced_not_appended(write: Write, load: Load) -> None:
 
 def test_sequences_are_appended_without_duplicates(write: Write, load: Load) -> None:
     write("compose.yaml", BASE)
-    write("override.yaml", "services:\n  web:\n    dns: [1.1.1.1, 9.9.9.9]\n    ports: ['8080:80', '9090:90']\n")
+    write(
+        "override.yaml",
+        "services:\n  web:\n    dns: [1.1.1.1, 9.9.9.9]\n    ports: ['8080:80', '9090:90']\n",
+    )
     web = load("compose.yaml", "override.yaml").project.services["web"]
     assert web.dns == ["1.1.1.1", "9.9.9.9"]
     assert [(p.published, p.target) for p in web.ports or []] == [("8080", 80), ("9090", 90)]
 
 
-def test_volumes_merge_by_target(write: Write, load: Load, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_volumes_merge_by_target(write: Write, load: Load, tmp_path: Path) -> None:
     write("compose.yaml", BASE)
     write("override.yaml", "services:\n  web:\n    volumes: ['./b:/data:ro']\n")
     web = load("compose.yaml", "override.yaml").project.services["web"]
@@ -67,7 +72,8 @@ def test_depends_on_list_and_map_forms_merge(write: Write, load: Load) -> None:
     write("compose.yaml", BASE)
     write(
         "override.yaml",
-        "services:\n  web:\n    depends_on:\n      db: {condition: service_healthy, required: false}\n",
+        "services:\n  web:\n    depends_on:\n"
+        "      db: {condition: service_healthy, required: false}\n",
     )
     dep = (load("compose.yaml", "override.yaml").project.services["web"].depends_on or {})["db"]
     assert (dep.condition, dep.required) == ("service_healthy", False)
@@ -75,7 +81,10 @@ def test_depends_on_list_and_map_forms_merge(write: Write, load: Load) -> None:
 
 def test_reset_tag_removes_a_value(write: Write, load: Load) -> None:
     write("compose.yaml", BASE)
-    write("override.yaml", "services:\n  web:\n    ports: !reset []\n    environment:\n      A: !reset\n")
+    write(
+        "override.yaml",
+        "services:\n  web:\n    ports: !reset []\n    environment:\n      A: !reset\n",
+    )
     web = load("compose.yaml", "override.yaml").project.services["web"]
     assert web.ports is None
     assert web.environment == {"B": "2"}
@@ -95,7 +104,9 @@ def test_ulimit_entries_are_replaced_whole(write: Write, load: Load) -> None:
 
 
 def test_override_file_paths_resolve_against_the_project_directory(
-    write: Write, load: Load, tmp_path  # type: ignore[no-untyped-def]
+    write: Write,
+    load: Load,
+    tmp_path: Path,
 ) -> None:
     write("compose.yaml", BASE)
     write("sub/override.yaml", "services:\n  web:\n    volumes: ['./other:/other']\n")

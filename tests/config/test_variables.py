@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tests.config.conftest import Load, Write, problems_of
+from pathlib import Path
+
+from tests.conftest import Load, Write, problems_of
 
 
 def test_process_environment_wins_over_dotenv(write: Write, load: Load) -> None:
@@ -14,7 +16,7 @@ def test_process_environment_wins_over_dotenv(write: Write, load: Load) -> None:
     assert web.ports is not None and web.ports[0].published == "8000"
 
 
-def test_env_file_option_replaces_dotenv(write: Write, load: Load, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_env_file_option_replaces_dotenv(write: Write, load: Load, tmp_path: Path) -> None:
     write(".env", "TAG=dotenv\n")
     write("other.env", "TAG=other\n")
     write("compose.yaml", "services:\n  web:\n    image: nginx:${TAG}\n")
@@ -37,7 +39,12 @@ def test_values_are_cast_after_interpolation(write: Write, load: Load) -> None:
     )
     web = load("compose.yaml", environ={"INIT": "true", "N": "3", "CPUS": "0.5", "MEM": "64m"})
     service = web.project.services["web"]
-    assert (service.init, service.scale, service.cpus, service.mem_limit) == (True, 3, 0.5, 64 << 20)
+    assert (service.init, service.scale, service.cpus, service.mem_limit) == (
+        True,
+        3,
+        0.5,
+        64 << 20,
+    )
 
 
 def test_dollar_dollar_is_a_literal_dollar(write: Write, load: Load) -> None:
@@ -55,8 +62,10 @@ def test_unset_variable_is_blank_with_a_warning(write: Write, load: Load) -> Non
 def test_required_variable_missing_names_file_line_and_key(write: Write, load: Load) -> None:
     write("compose.yaml", "services:\n  web:\n    image: ${IMAGE:?set IMAGE first}\n")
     (line,) = problems_of(load, "compose.yaml")
-    assert line.endswith("compose.yaml:3:12: services.web.image: "
-                         "required variable IMAGE is missing a value: set IMAGE first")
+    assert line.endswith(
+        "compose.yaml:3:12: services.web.image: "
+        "required variable IMAGE is missing a value: set IMAGE first"
+    )
 
 
 def test_keys_and_comments_are_not_interpolated(write: Write, load: Load) -> None:
@@ -89,7 +98,9 @@ def test_compose_project_name_and_profiles_come_from_dotenv(write: Write, load: 
     assert set(stack.project.services) == {"web", "tools"}
 
 
-def test_compose_file_from_dotenv_selects_the_files(write: Write, load: Load, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_compose_file_from_dotenv_selects_the_files(
+    write: Write, load: Load, tmp_path: Path
+) -> None:
     write(".env", "COMPOSE_FILE=base.yaml:extra.yaml\n")
     write("base.yaml", "services:\n  web: {image: busybox}\n")
     write("extra.yaml", "services:\n  web: {hostname: merged}\n")
@@ -99,7 +110,7 @@ def test_compose_file_from_dotenv_selects_the_files(write: Write, load: Load, tm
 
 
 def test_env_file_values_are_under_environment(write: Write, load: Load) -> None:
-    write("web.env", "A=from-file\nB=from-file\nexport C=\"quoted value\"\n")
+    write("web.env", 'A=from-file\nB=from-file\nexport C="quoted value"\n')
     write(
         "compose.yaml",
         """

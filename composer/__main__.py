@@ -1,0 +1,7 @@
+"""`python -m composer` runs the CLI."""
+
+import sys
+
+from composer.cli.main import main
+
+sys.exit(main())
