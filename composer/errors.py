@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "ComposerError",
@@ -27,9 +28,9 @@ class UsageError(ComposerError):
     exit_code = 2
 
 
-@dataclass(frozen=True, order=True)
-class Location:
-    """A place in a stack file; line and column count from 1."""
+class Location(NamedTuple):
+    """A place in a stack file; line and column count from 1 (a tuple: thousands are made
+    per file, and a tuple is made several times faster than a frozen dataclass)."""
 
     file: str
     line: int
