@@ -25,7 +25,11 @@ def _tool(name: str) -> str:
 
 def test_ruff_finds_nothing() -> None:
     done = subprocess.run(
-        [_tool("ruff"), "check", "composer", "engine", "tests", "bench"],
+        [
+            _tool("ruff"),
+            "check",
+            *(d for d in ("composer", "engine", "tests", "bench") if (ROOT / d).is_dir()),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
