@@ -50,42 +50,46 @@ class FileReader:
         resolve_paths(tree, base, self.home)
         return tree
 
-    def _parse(self, path: Path, referrer: Location | None) -> MarkedMap:
-        """Parsed and interpolated, once per file; callers get a fresh copy to change."""
+    def _shared(self, path: Path, referrer: Location | None) -> MarkedMap:
+        """A file several services extend: parsed once, each caller gets a copy to change."""
         if path not in self._parsed:
-            try:
-                data = path.read_bytes()
-            except FileNotFoundError:
-                raise StackError.single(f"{path} does not exist", location=referrer) from None
-            except OSError as exc:
-                raise StackError.single(
-                    f"cannot read {path}: {exc.strerror}", location=referrer
-                ) from None
-            tree = load_yaml(data, str(path))
-            if tree is None:
-                tree = MarkedMap(Location(str(path), 1, 1))
-            if not isinstance(tree, MarkedMap):
-                raise StackError.single(
-                    "a stack file must be a mapping with a `services` key at the top level",
-                    location=Location(str(path), 1, 1),
-                )
-            interpolate = Interpolator(self.variables)
-            interpolate(tree)
-            self.problems.extend(interpolate.problems)
-            for name, where in interpolate.unset.items():
-                self.unset.setdefault(name, where)
-            if "version" in tree:
-                self.warnings.append(
-                    Problem(
-                        "the `version` key is obsolete and ignored",
-                        "version",
-                        tree.where("version"),
-                    )
-                )
-                del tree["version"]
-            self._parsed[path] = tree
+            self._parsed[path] = self._parse(path, referrer)
         copy: MarkedMap = _deep_copy(self._parsed[path])
         return copy
+
+    def _parse(self, path: Path, referrer: Location | None) -> MarkedMap:
+        """The file parsed and interpolated."""
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise StackError.single(f"{path} does not exist", location=referrer) from None
+        except OSError as exc:
+            raise StackError.single(
+                f"cannot read {path}: {exc.strerror}", location=referrer
+            ) from None
+        tree = load_yaml(data, str(path))
+        if tree is None:
+            tree = MarkedMap(Location(str(path), 1, 1))
+        if not isinstance(tree, MarkedMap):
+            raise StackError.single(
+                "a stack file must be a mapping with a `services` key at the top level",
+                location=Location(str(path), 1, 1),
+            )
+        interpolate = Interpolator(self.variables)
+        interpolate(tree)
+        self.problems.extend(interpolate.problems)
+        for name, where in interpolate.unset.items():
+            self.unset.setdefault(name, where)
+        if "version" in tree:
+            self.warnings.append(
+                Problem(
+                    "the `version` key is obsolete and ignored",
+                    "version",
+                    tree.where("version"),
+                )
+            )
+            del tree["version"]
+        return tree
 
     # --- include ------------------------------------------------------------------------
 
@@ -216,7 +220,7 @@ class FileReader:
         file = spec.get("file")
         if isinstance(file, str):
             other = Path(absolute(file, path.parent, self.home))
-            other_tree = self._parse(other, where)
+            other_tree = self._shared(other, where)
             self._include(other_tree, other, (other,))
             other_services = other_tree.get("services")
             resolve_dir = other.parent

@@ -76,8 +76,8 @@ def load_stack(options: LoadOptions) -> Stack:
     tree = MarkedMap()
     for path in files:
         tree = merge(tree, reader.read(path, project_dir))
-    problems = reader.problems
-    warnings = reader.warnings + [
+    problems = list(dict.fromkeys(reader.problems))  # a file read twice reports once
+    warnings = list(dict.fromkeys(reader.warnings)) + [
         Problem(f'the variable "{name}" is not set; it defaults to a blank string', "", where)
         for name, where in reader.unset.items()
     ]

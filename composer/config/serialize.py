@@ -74,6 +74,9 @@ def _plain(value: Any) -> Any:
 class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
     """libyaml's emitter; strings of several lines as literal blocks, as compose prints them."""
 
+    def ignore_aliases(self, data: Any) -> bool:
+        return True  # a printed stack repeats values rather than anchoring them
+
 
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
     style = "|" if "\n" in value and not value.endswith((" ", "\t")) else None
