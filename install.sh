@@ -15,6 +15,7 @@ apt-get install -y -q --no-install-recommends \
 python3 -c 'import sys; assert sys.version_info >= (3, 11), "composer needs Python 3.11 or newer"'
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/python -m compileall -q composer engine  # an editable install is not byte-compiled
 
 # `composer` on the PATH, unless something else already owns that name.
 target=/usr/local/bin/composer

@@ -89,18 +89,22 @@ def load_stack(options: LoadOptions) -> Stack:
     problems += _fold_env_files(tree, variables)
     profiles = _profiles(options, variables)
     disabled = _apply_profiles(tree, profiles)
-    if problems:
-        raise StackError(problems)
 
     data = dict(tree)
     data["name"] = name
     try:
         project = Project.model_validate(data)
     except ValidationError as exc:
-        raise StackError(problems_from(exc, Project, tree)) from None
+        invalid = _not_yet_reported(problems_from(exc, Project, tree), problems)
+        raise StackError(problems + invalid) from None
+    if problems:
+        raise StackError(problems)
     project = complete(project)
     problems = check_references(project, tree)
-    graph = DependencyGraph.of(project, disabled, tree)
+    try:
+        graph = DependencyGraph.of(project, disabled, tree)
+    except StackError as exc:
+        problems += exc.problems
     if problems:
         raise StackError(problems)
     return Stack(
@@ -113,6 +117,17 @@ def load_stack(options: LoadOptions) -> Stack:
         graph=graph,
         raw=tree,
     )
+
+
+def _not_yet_reported(problems: list[Problem], reported: list[Problem]) -> list[Problem]:
+    """Problems about keys not already reported on (a failed interpolation leaves a value
+    that the model then refuses too: one error for it is enough)."""
+    paths = [p.path for p in reported if p.path]
+    return [
+        p
+        for p in problems
+        if not any(p.path == q or p.path.startswith((q + ".", q + "[")) for q in paths)
+    ]
 
 
 def _locate_files(

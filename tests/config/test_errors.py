@@ -121,3 +121,34 @@ def test_unknown_top_level_key_suggests(write: Write, load: Load) -> None:
     write("compose.yaml", "service:\n  web: {image: x}\n")
     (line,) = problems_of(load, "compose.yaml")
     assert "service: unknown key (did you mean 'services'?)" in line
+
+
+def test_errors_of_every_stage_are_reported_together(write: Write, load: Load) -> None:
+    write(
+        "compose.yaml",
+        """
+        services:
+          web:
+            image: busybox
+            ports: ["${PORT:?give a port}:80"]
+            runtime: kata
+            mem_limit: lots
+            depends_on: [nosuch]
+        """,
+    )
+    lines = problems_of(load, "compose.yaml")
+    assert len(lines) == 3, lines
+    assert "services.web.ports[0]: required variable PORT is missing a value" in lines[0]
+    assert "services.web.runtime: not supported ('kata')" in lines[1]
+    assert "services.web.mem_limit" in lines[2]
+
+
+def test_reference_and_graph_errors_are_reported_together(write: Write, load: Load) -> None:
+    write(
+        "compose.yaml",
+        "services:\n  web:\n    image: x\n    networks: [nonet]\n    depends_on: [nosuch]\n",
+    )
+    lines = problems_of(load, "compose.yaml")
+    assert len(lines) == 2
+    assert "network 'nonet' is not declared" in lines[0]
+    assert "'nosuch', which is not defined" in lines[1]
