@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Any, ClassVar
 
 from pydantic import (
@@ -21,6 +22,7 @@ from composer.config import types
 
 __all__ = [
     "EXTENSIONS",
+    "Address",
     "Bytes",
     "Command",
     "Duration",
@@ -28,6 +30,7 @@ __all__ = [
     "NullableMapping",
     "Spec",
     "StrList",
+    "Subnet",
     "Text",
 ]
 
@@ -93,6 +96,30 @@ Bytes = Annotated[
     BeforeValidator(types.parse_bytes),
     _schema(type=["string", "integer"], description="A size in bytes, or with a unit: 512m, 1g"),
 ]
+
+
+def _address(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address") from None
+    return value
+
+
+def _subnet(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a subnet in CIDR notation, e.g. 10.5.0.0/16"
+            ) from None
+    return value
+
+
+Address = Annotated[str, BeforeValidator(_address)]
+Subnet = Annotated[str, BeforeValidator(_subnet)]
 Text = Annotated[str, BeforeValidator(types.to_str)]
 """A string that may be written as a number or boolean (`version: 3`, `value: true`)."""
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from composer.config.base import Mapping, Spec, Text
+from composer.config.base import Address, Mapping, Spec, Subnet, Text
 from composer.config.service import Service
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
 ]
 
 PROJECT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+SERVICE_NAME = re.compile(r"[a-zA-Z0-9._-]+")
 
 
 def _external(value: Any) -> Any:
@@ -44,10 +46,23 @@ class _Resource(Spec):
 
 
 class IpamPool(Spec):
-    subnet: str | None = None
-    ip_range: str | None = None
-    gateway: str | None = None
-    aux_addresses: dict[str, str] | None = None
+    subnet: Subnet | None = None
+    ip_range: Subnet | None = None
+    gateway: Address | None = None
+    aux_addresses: dict[str, Address] | None = None
+
+    @model_validator(mode="after")
+    def _inside_subnet(self) -> IpamPool:
+        if self.subnet is None:
+            return self
+        subnet = ipaddress.ip_network(self.subnet, strict=False)
+        if self.gateway and ipaddress.ip_address(self.gateway) not in subnet:
+            raise ValueError(f"the gateway {self.gateway} is outside the subnet {self.subnet}")
+        if self.ip_range and not ipaddress.ip_network(self.ip_range, strict=False).subnet_of(
+            subnet  # type: ignore[arg-type]
+        ):
+            raise ValueError(f"the ip_range {self.ip_range} is outside the subnet {self.subnet}")
+        return self
 
 
 class Ipam(Spec):
@@ -125,6 +140,16 @@ class Project(Spec):
     @classmethod
     def _null_is_empty(cls, value: Any) -> Any:
         return {} if value is None else value
+
+    @field_validator("services")
+    @classmethod
+    def _service_names(cls, value: dict[str, Service]) -> dict[str, Service]:
+        for name in value:
+            if not SERVICE_NAME.fullmatch(name):
+                raise ValueError(
+                    f"{name!r} is not a valid service name: use letters, digits, '.', '-' and '_'"
+                )
+        return value
 
     @field_validator("name")
     @classmethod

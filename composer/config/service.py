@@ -9,6 +9,7 @@ from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, mo
 
 from composer.config import types
 from composer.config.base import (
+    Address,
     Bytes,
     Command,
     Duration,
@@ -245,8 +246,8 @@ class Deploy(Spec):
 
 class ServiceNetwork(Spec):
     aliases: list[str] | None = None
-    ipv4_address: str | None = None
-    ipv6_address: str | None = None
+    ipv4_address: Address | None = None
+    ipv6_address: Address | None = None
     link_local_ips: list[str] | None = None
     mac_address: str | None = None
     priority: int | None = None
@@ -357,7 +358,13 @@ class Service(Spec):
     group_add: list[Text] | None = None
     hostname: str | None = None
     domainname: str | None = None
-    container_name: str | None = None
+    container_name: (
+        Annotated[
+            str,
+            _matching(re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*"), "letters, digits, '_', '.', '-'"),
+        ]
+        | None
+    ) = None
     mac_address: str | None = None
     ports: Annotated[list[Port], BeforeValidator(_ports)] | None = None
     expose: list[Text] | None = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import Load, Write, problems_of
 
 
@@ -152,3 +154,46 @@ def test_reference_and_graph_errors_are_reported_together(write: Write, load: Lo
     assert len(lines) == 2
     assert "network 'nonet' is not declared" in lines[0]
     assert "'nosuch', which is not defined" in lines[1]
+
+
+@pytest.mark.parametrize(
+    ("network", "message"),
+    [
+        ("{ipam: {config: [{subnet: 10.0.0.0/33}]}}", "'10.0.0.0/33' is not a subnet"),
+        (
+            "{ipam: {config: [{subnet: 10.1.0.0/16, gateway: 10.2.0.1}]}}",
+            "the gateway 10.2.0.1 is outside the subnet",
+        ),
+        (
+            "{ipam: {config: [{subnet: 10.1.0.0/16, ip_range: 10.3.0.0/24}]}}",
+            "the ip_range 10.3.0.0/24 is outside",
+        ),
+    ],
+)
+def test_bad_network_addressing_is_explained(
+    write: Write, load: Load, network: str, message: str
+) -> None:
+    write("compose.yaml", f"services:\n  web: {{image: x}}\nnetworks:\n  front: {network}\n")
+    (line,) = problems_of(load, "compose.yaml")
+    assert message in line and "networks.front.ipam.config[0]" in line
+
+
+def test_bad_static_address_is_explained(write: Write, load: Load) -> None:
+    write(
+        "compose.yaml",
+        "services:\n  web:\n    image: x\n    networks:\n      default: {ipv4_address: 10.0.0.300}\n",
+    )
+    (line,) = problems_of(load, "compose.yaml")
+    assert "services.web.networks.default.ipv4_address: '10.0.0.300' is not an IP address" in line
+
+
+def test_invalid_service_name_is_refused(write: Write, load: Load) -> None:
+    write("compose.yaml", "services:\n  'bad/name': {image: x}\n")
+    (line,) = problems_of(load, "compose.yaml")
+    assert "'bad/name' is not a valid service name" in line
+
+
+def test_invalid_container_name_is_refused(write: Write, load: Load) -> None:
+    write("compose.yaml", "services:\n  web: {image: x, container_name: '-bad'}\n")
+    (line,) = problems_of(load, "compose.yaml")
+    assert "services.web.container_name: '-bad' is not valid here" in line
