@@ -17,8 +17,9 @@ The grammar is compose-go's `dotenv` package, including its less obvious corners
 
 Where compose misreads a file, this parser does not copy the mistake: a bare `KEY` on the last
 line with no newline after it is a bare key (compose stores it as the value of an empty key),
-and an unterminated quote is reported at the line where it opens (compose names the last line
-of the file).
+an unterminated quote is reported at the line where it opens (compose names the last line of
+the file), and line numbers stay right after a bare `KEY` followed by blanks (compose's count
+falls one behind there).
 """
 
 from __future__ import annotations
