@@ -32,6 +32,14 @@ def _external(value: Any) -> Any:
     return value
 
 
+def _only_driver(kind: str, value: str | None, supported: str, why: str) -> str | None:
+    if value not in (None, supported):
+        raise ValueError(
+            f"{kind} driver {value!r} is not supported: {why} on this host (driver: {supported})"
+        )
+    return value
+
+
 class _Resource(Spec):
     name: str | None = None
     external: bool | None = None
@@ -83,12 +91,7 @@ class Network(_Resource):
     @field_validator("driver")
     @classmethod
     def _bridge_only(cls, value: str | None) -> str | None:
-        if value not in (None, "bridge"):
-            raise ValueError(
-                f"network driver {value!r} is not supported: composer creates Linux bridges "
-                "on this host only (driver: bridge)"
-            )
-        return value
+        return _only_driver("network", value, "bridge", "composer creates Linux bridges")
 
 
 class Volume(_Resource):
@@ -98,12 +101,7 @@ class Volume(_Resource):
     @field_validator("driver")
     @classmethod
     def _local_only(cls, value: str | None) -> str | None:
-        if value not in (None, "local"):
-            raise ValueError(
-                f"volume driver {value!r} is not supported: volumes are directories on "
-                "this host (driver: local)"
-            )
-        return value
+        return _only_driver("volume", value, "local", "volumes are directories")
 
 
 class FileResource(_Resource):
