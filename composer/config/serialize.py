@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 import yaml
 from pydantic import BaseModel
 
 from composer.config.project import Project
+from composer.config.yamlio import add_core_schema
 
 __all__ = ["HASH_EXCLUDED", "project_to_dict", "service_hash", "to_json", "to_yaml"]
 
@@ -84,11 +86,29 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
 
 
 _Dumper.add_representer(str, _str)
+add_core_schema(_Dumper)  # quote what either YAML 1.1 or 1.2 would read as a number
+
+
+def _escaped(data: Any) -> Any:
+    """Every `$` doubled, as compose prints it, so that printed values load back unchanged."""
+    if isinstance(data, str):
+        return data.replace("$", "$$")
+    if isinstance(data, dict):
+        return {k: _escaped(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_escaped(v) for v in data]
+    return data
+
+
+# JSON leaves C1 controls and non-characters raw; YAML readers refuse them or read U+0085 as a
+# line break.
+_UNPRINTABLE = re.compile("[\x7f-\x9f\ufffe\uffff]")
 
 
 def to_yaml(data: dict[str, Any]) -> str:
+    """The normal form as YAML that loads back to the same stack."""
     return yaml.dump(
-        data,
+        _escaped(data),
         Dumper=_Dumper,
         sort_keys=False,
         default_flow_style=False,
@@ -98,7 +118,9 @@ def to_yaml(data: dict[str, Any]) -> str:
 
 
 def to_json(data: Any) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    """The normal form as JSON (which is YAML too) that loads back to the same stack."""
+    text = json.dumps(_escaped(data), indent=2, ensure_ascii=False)
+    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
 
 
 def service_hash(project: Project, service: str) -> str:

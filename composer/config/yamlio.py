@@ -22,6 +22,7 @@ __all__ = [
     "MAX_NODES",
     "MarkedMap",
     "MarkedSeq",
+    "add_core_schema",
     "load_yaml",
     "locate",
 ]
@@ -123,20 +124,26 @@ _FLOAT = re.compile(
 )
 
 
+def add_core_schema(cls: type[yaml.resolver.BaseResolver]) -> None:
+    """Teach a loader or dumper class the YAML 1.2 core schema's implicit tags (a dumper that
+    knows them quotes every string that a 1.2 reader would take for a number or null)."""
+    for tag, regex, first in (
+        ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+        ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+        ("int", rf"^(?:{_INT.pattern})$", list("-+0123456789")),
+        ("float", rf"^(?:{_FLOAT.pattern})$", list("-+.0123456789")),
+        ("merge", r"^(?:<<)$", ["<"]),
+    ):
+        cls.add_implicit_resolver(_TAG + tag, re.compile(regex), first)
+
+
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """libyaml's parser and composer with the YAML 1.2 core schema's implicit tags."""
+    """libyaml's parser and composer with the YAML 1.2 core schema's implicit tags only."""
 
     yaml_implicit_resolvers: ClassVar[dict[Any, Any]] = {}
 
 
-for _tag, _regex, _first in (
-    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
-    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
-    ("int", rf"^(?:{_INT.pattern})$", list("-+0123456789")),
-    ("float", rf"^(?:{_FLOAT.pattern})$", list("-+.0123456789")),
-    ("merge", r"^(?:<<)$", ["<"]),
-):
-    _Loader.add_implicit_resolver(_TAG + _tag, re.compile(_regex), _first)
+add_core_schema(_Loader)
 
 
 def _plain_scalar(text: str) -> Any:

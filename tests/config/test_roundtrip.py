@@ -1,14 +1,15 @@
 """What composer prints for a stack loads back as the same stack (normalise → print → load).
 
 The stacks are generated: small strategies, one per piece of the compose syntax, are composed
-into whole stack files that are written with yaml.safe_dump and loaded as composer would load
-them. Printing (YAML or JSON) and loading the printout must change neither the normal form nor
+into whole stack files that are written with PyYAML's safe dumper and loaded as composer would
+load them. Printing (YAML or JSON) and loading the printout must change neither the normal form nor
 any service's config hash.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import tempfile
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from composer.config.loader import LoadOptions, Stack, load_stack
@@ -70,7 +71,9 @@ _FREE_TEXT = st.text(
     max_size=12,
 )
 
-text = st.one_of(_TEXT_PIECES, _FREE_TEXT, st.lists(_TEXT_PIECES, min_size=2, max_size=3).map(" ".join))
+text = st.one_of(
+    _TEXT_PIECES, _FREE_TEXT, st.lists(_TEXT_PIECES, min_size=2, max_size=3).map(" ".join)
+)
 """A string value as a user may write one (escaped `$` only: interpolation is not under test)."""
 
 word = st.one_of(
@@ -96,9 +99,11 @@ container_path = st.sampled_from(
 
 
 def _subset(draw: Draw, items: list[str], min_size: int = 0) -> list[str]:
-    if len(items) < min_size:
+    """Some of `items`, without repeats; none when there are none to choose from."""
+    if not items:
         return []
-    return draw(st.lists(st.sampled_from(items), min_size=min_size, unique=True)) if items else []
+    chosen: list[str] = draw(st.lists(st.sampled_from(items), min_size=min_size, unique=True))
+    return chosen
 
 
 def _optional(**fields: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
@@ -128,7 +133,9 @@ image = st.sampled_from(
         "postgres:16",
     ]
 )
-command = st.one_of(st.lists(word, min_size=1, max_size=4).map(shlex.join), st.lists(word, max_size=4))
+command = st.one_of(
+    st.lists(word, min_size=1, max_size=4).map(shlex.join), st.lists(word, max_size=4)
+)
 environment = key_values(env_name, scalar, nullable=True)
 labels = key_values(label_key, scalar, nullable=False)
 
@@ -137,11 +144,18 @@ _protocol = st.sampled_from(["", "/tcp", "/udp"])
 short_port = st.one_of(
     st.integers(1, 65535),
     st.builds(lambda t, p: f"{t}{p}", st.integers(1, 65535), _protocol),
-    st.builds(lambda h, t, p: f"{h}:{t}{p}", st.integers(1, 65535), st.integers(1, 65535), _protocol),
-    st.builds(lambda ip, h, t: f"{ip}:{h}:{t}", _host_ip, st.integers(1, 65535), st.integers(1, 65535)),
+    st.builds(
+        lambda h, t, p: f"{h}:{t}{p}", st.integers(1, 65535), st.integers(1, 65535), _protocol
+    ),
+    st.builds(
+        lambda ip, h, t: f"{ip}:{h}:{t}", _host_ip, st.integers(1, 65535), st.integers(1, 65535)
+    ),
     st.builds(lambda ip, t: f"{ip}::{t}", _host_ip, st.integers(1, 65535)),
     st.builds(
-        lambda lo, n, p: f"{lo}-{lo + n}:{lo}-{lo + n}{p}", st.integers(1000, 9000), st.integers(1, 3), _protocol
+        lambda lo, n, p: f"{lo}-{lo + n}:{lo}-{lo + n}{p}",
+        st.integers(1000, 9000),
+        st.integers(1, 3),
+        _protocol,
     ),
     st.builds(lambda lo, n: f"{lo}-{lo + n}", st.integers(1000, 9000), st.integers(1, 3)),
     st.builds(lambda lo, t: f"{lo}-{lo + 10}:{t}", st.integers(1000, 9000), st.integers(1, 65535)),
@@ -189,7 +203,9 @@ def volume_mount(draw: Draw, target: str, named: list[str]) -> Any:
     if named:
         source = draw(st.sampled_from(named))
         choices += [
-            st.sampled_from([f"{source}:{target}", f"{source}:{target}:ro", f"{source}:{target}:nocopy"]),
+            st.sampled_from(
+                [f"{source}:{target}", f"{source}:{target}:ro", f"{source}:{target}:nocopy"]
+            ),
             st.fixed_dictionaries(
                 {"type": st.just("volume"), "source": st.just(source), "target": st.just(target)},
                 optional={"read_only": st.booleans(), "volume": _optional(nocopy=st.booleans())},
@@ -204,7 +220,10 @@ def volumes(draw: Draw, named: list[str]) -> list[Any]:
     return [draw(volume_mount(target, named)) for target in targets]
 
 
-tmpfs = st.one_of(st.just("/run"), st.lists(st.sampled_from(["/run", "/tmp:size=64m,mode=1777"]), min_size=1, unique=True))
+tmpfs = st.one_of(
+    st.just("/run"),
+    st.lists(st.sampled_from(["/run", "/tmp:size=64m,mode=1777"]), min_size=1, unique=True),
+)
 
 
 @st.composite
@@ -213,7 +232,9 @@ def depends_on(draw: Draw, earlier: list[str]) -> Any:
     names = _subset(draw, earlier, min_size=1)
     if draw(st.booleans()):
         return names
-    condition = st.sampled_from(["service_started", "service_healthy", "service_completed_successfully"])
+    condition = st.sampled_from(
+        ["service_started", "service_healthy", "service_completed_successfully"]
+    )
     return {
         name: draw(_optional(condition=condition, required=st.booleans(), restart=st.booleans()))
         for name in names
@@ -224,7 +245,9 @@ healthcheck = st.fixed_dictionaries(
     {},
     optional={
         "test": st.one_of(
-            st.sampled_from(["curl -f http://localhost/ || exit 1", "pg_isready -U $$POSTGRES_USER"]),
+            st.sampled_from(
+                ["curl -f http://localhost/ || exit 1", "pg_isready -U $$POSTGRES_USER"]
+            ),
             st.lists(word, min_size=1, max_size=3).map(lambda w: ["CMD", *w]),
             word.map(lambda w: ["CMD-SHELL", w]),
             st.just(["NONE"]),
@@ -270,8 +293,13 @@ sysctls = key_values(
 _ip = st.sampled_from(["10.0.0.5", "192.168.1.10", "::1", "2001:db8::1"])
 _host = st.sampled_from(["db.internal", "gateway", "host.docker.internal"])
 extra_hosts = st.one_of(
-    st.lists(st.builds(lambda h, sep, ip: f"{h}{sep}{ip}", _host, st.sampled_from([":", "="]), _ip), max_size=3),
-    st.dictionaries(_host, st.one_of(_ip, st.lists(_ip, min_size=1, max_size=2, unique=True)), max_size=2),
+    st.lists(
+        st.builds(lambda h, sep, ip: f"{h}{sep}{ip}", _host, st.sampled_from([":", "="]), _ip),
+        max_size=3,
+    ),
+    st.dictionaries(
+        _host, st.one_of(_ip, st.lists(_ip, min_size=1, max_size=2, unique=True)), max_size=2
+    ),
 )
 dns = st.one_of(st.just("8.8.8.8"), st.lists(st.sampled_from(["1.1.1.1", "9.9.9.9"]), unique=True))
 profiles = st.lists(st.sampled_from(["debug", "tools", "test"]), min_size=1, unique=True)
@@ -280,7 +308,8 @@ extensions = st.dictionaries(
     st.recursive(
         st.one_of(st.none(), st.booleans(), st.integers(-100, 100), text),
         lambda inner: st.one_of(
-            st.lists(inner, max_size=2), st.dictionaries(st.sampled_from(["a", "b", "c"]), inner, max_size=2)
+            st.lists(inner, max_size=2),
+            st.dictionaries(st.sampled_from(["a", "b", "c"]), inner, max_size=2),
         ),
         max_leaves=4,
     ),
@@ -291,15 +320,18 @@ extensions = st.dictionaries(
 @st.composite
 def file_references(draw: Draw, declared: list[str]) -> list[Any]:
     """A service's secrets or configs: the short name or the long form."""
-    refs = []
+    refs: list[Any] = []
     for name in _subset(draw, declared):
-        long = _optional(
+        if draw(st.booleans()):
+            refs.append(name)
+            continue
+        options = _optional(
             target=st.sampled_from([f"/run/{name}", name, "/etc/app/file"]),
             uid=st.sampled_from(["1000", 0]),
             gid=st.sampled_from(["1000", 0]),
             mode=st.sampled_from([0o440, 0o400, 0o644]),
-        ).map(lambda extra, name=name: {"source": name, **extra})
-        refs.append(draw(st.one_of(st.just(name), long)))
+        )
+        refs.append({"source": name, **draw(options)})
     return refs
 
 
@@ -317,7 +349,7 @@ def service_networks(draw: Draw, declared: dict[str, Any]) -> Any:
         }
         subnet = _subnet_of(declared.get(name))
         if subnet is not None:
-            fields["ipv4_address"] = st.integers(2, 250).map(lambda n, s=subnet: f"{s}.{n}")
+            fields["ipv4_address"] = st.sampled_from([f"{subnet}.{n}" for n in range(2, 251)])
         result[name] = draw(st.one_of(st.none(), _optional(**fields)))
     return result
 
@@ -423,7 +455,12 @@ def stacks(draw: Draw) -> dict[str, Any]:
     """A whole stack file: declarations, 1-4 services (acyclic dependencies), extensions."""
     top = draw(declarations())
     names = draw(
-        st.lists(st.sampled_from(["web", "api", "db", "cache", "worker"]), min_size=1, max_size=4, unique=True)
+        st.lists(
+            st.sampled_from(["web", "api", "db", "cache", "worker"]),
+            min_size=1,
+            max_size=4,
+            unique=True,
+        )
     )
     services: dict[str, Any] = {}
     for index, name in enumerate(names):
@@ -431,18 +468,35 @@ def stacks(draw: Draw) -> dict[str, Any]:
     stack: dict[str, Any] = {"services": services, **top}
     if draw(st.booleans()):
         stack["name"] = "roundtrip"
-    stack.update(draw(st.dictionaries(st.sampled_from(["x-common", "x-defaults"]), text, max_size=1)))
+    stack.update(
+        draw(st.dictionaries(st.sampled_from(["x-common", "x-defaults"]), text, max_size=1))
+    )
     return stack
 
 
-# --- the property -----------------------------------------------------------------------------
+# --- writing and loading ----------------------------------------------------------------------
+
+
+class _StackDumper(yaml.SafeDumper):
+    """yaml.safe_dump's dumper, quoting also the strings that YAML 1.2 (which compose reads)
+    takes for numbers, such as `0o17` and `1e3`, so that a generated string stays a string."""
+
+
+_StackDumper.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^0o[0-7]+$"), list("0"))
+_StackDumper.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$"),
+    list("-+.0123456789"),
+)
+
+
+def _write_stack(path: Path, stack: dict[str, Any]) -> None:
+    path.write_text(yaml.dump(stack, Dumper=_StackDumper, allow_unicode=True), encoding="utf-8")
 
 
 def _load(path: Path) -> Stack:
     return load_stack(
-        LoadOptions(
-            files=(path,), environ=ENVIRON, working_directory=path.parent, profiles=("*",)
-        )
+        LoadOptions(files=(path,), environ=ENVIRON, working_directory=path.parent, profiles=("*",))
     )
 
 
@@ -457,18 +511,26 @@ def _assert_reloads_unchanged(stack: Stack, directory: Path, name: str, printed:
         ), service_name
 
 
+# --- the property -----------------------------------------------------------------------------
+
+
 @settings(
-    max_examples=60,
+    max_examples=200,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(stack=stacks())
+@example(
+    stack={"services": {"web": {"image": "nginx", "environment": ["PRICE=5$$", "HOME_DIR=$$HOME"]}}}
+)
+@example(stack={"services": {"web": {"image": "nginx", "command": "echo 1e3 0o17"}}})
+@example(stack={"services": {"web": {"image": "nginx", "labels": {"note": "del\x7f nel\x85"}}}})
 def test_printed_stack_loads_back_unchanged(stack: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory(prefix="stack") as tmp:
         directory = Path(tmp)
         source = directory / "compose.yaml"
-        source.write_text(yaml.safe_dump(stack, allow_unicode=True), encoding="utf-8")
+        _write_stack(source, stack)
         loaded = _load(source)
         normal = project_to_dict(loaded.project)
         _assert_reloads_unchanged(loaded, directory, "printed.yaml", to_yaml(normal))
