@@ -12,6 +12,20 @@ import pytest
 from composer.config.loader import LoadOptions, Stack, load_stack
 from composer.errors import StackError
 
+# The shared corpus lies beside the checkout; a clone elsewhere finds it where this kind of
+# machine keeps it.
+CORPUS = next(
+    (
+        p
+        for p in (
+            Path(__file__).resolve().parents[2] / "shared/corpus",
+            Path("/work/shared/corpus"),
+        )
+        if p.is_dir()
+    ),
+    Path("/work/shared/corpus"),
+)
+
 Write = Callable[[str, str], Path]
 Load = Callable[..., Stack]
 

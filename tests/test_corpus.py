@@ -9,20 +9,7 @@ import pytest
 from composer.config.loader import LoadOptions, load_stack
 from composer.config.serialize import project_to_dict, to_yaml
 from composer.errors import ComposerError, StackError
-
-# The shared corpus lies beside the checkout; a clone elsewhere finds it where this kind of
-# machine keeps it.
-CORPUS = next(
-    (
-        p
-        for p in (
-            Path(__file__).resolve().parents[2] / "shared/corpus",
-            Path("/work/shared/corpus"),
-        )
-        if p.is_dir()
-    ),
-    Path("/work/shared/corpus"),
-)
+from tests.conftest import CORPUS
 
 # Files that must fail, and a phrase their error must contain: each is a fixture of a
 # deliberate error, or uses a feature composer refuses by name.

@@ -24,7 +24,9 @@ from composer.config.loader import LoadOptions, load_stack
 from composer.config.serialize import project_to_dict
 
 DOCKER_COMPOSE = shutil.which("docker-compose")
-CORPUS = Path(__file__).parents[3] / "shared" / "corpus" / "awesome-compose"
+from tests.conftest import CORPUS as SHARED_CORPUS  # noqa: E402
+
+CORPUS = SHARED_CORPUS / "awesome-compose"
 FILES = sorted(CORPUS.glob("*/compose.y*ml"))
 
 pytestmark = [
