@@ -22,10 +22,9 @@ import yaml
 
 from composer.config.loader import LoadOptions, load_stack
 from composer.config.serialize import project_to_dict
+from tests.conftest import CORPUS as SHARED_CORPUS
 
 DOCKER_COMPOSE = shutil.which("docker-compose")
-from tests.conftest import CORPUS as SHARED_CORPUS  # noqa: E402
-
 CORPUS = SHARED_CORPUS / "awesome-compose"
 FILES = sorted(CORPUS.glob("*/compose.y*ml"))
 
