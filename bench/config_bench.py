@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,8 +149,14 @@ class Timed:
 
 
 def clean_environment() -> dict[str, str]:
-    """This process's environment without the variables that would change what is loaded."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
+    """This process's environment without the variables that would change what is loaded
+    (COMPOSE_*), nor PYTHONDONTWRITEBYTECODE: an installed composer has its bytecode cached,
+    and without it every run would compile again any module changed since the last cache."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("COMPOSE_") and k != "PYTHONDONTWRITEBYTECODE"
+    }
 
 
 def run_once(command: Sequence[str], cwd: Path, env: dict[str, str]) -> float:
@@ -239,53 +245,95 @@ def import_profile(
     return profiles[len(profiles) // 2], packages
 
 
-def phases(stack: str) -> dict[str, float]:
-    """Run in a fresh interpreter (`--phases FILE`): the steps of `composer -f FILE config`,
-    each timed with perf_counter, in the order the command takes them."""
-    clock = time.perf_counter
-    marks: dict[str, float] = {}
+_PHASES_PROBE = """
+import time
+clock = time.perf_counter
+marks = {}
+def step(name, action):
+    start = clock()
+    result = action()
+    marks[name] = clock() - start
+    return result
+import importlib, sys
+for name, module in (
+    ("import click and the CLI (composer.cli.main)", "composer.cli.main"),
+    ("import pydantic and the models (config.loader)", "composer.config.loader"),
+    ("import the printer (config.serialize)", "composer.config.serialize"),
+    ("import networkx (graph.py imports it in load_stack)", "networkx"),
+):
+    step(name, lambda: importlib.import_module(module))
+from pathlib import Path
+from composer.config.loader import LoadOptions, load_stack
+from composer.config.serialize import project_to_dict, to_yaml
+options = LoadOptions(files=(Path(sys.argv[1]),))
+project = step("load_stack (first call)", lambda: load_stack(options)).project
+data = step("project_to_dict (normal form)", lambda: project_to_dict(project))
+step("to_yaml (printing it)", lambda: to_yaml(data))
+again = []
+for _ in range(5):
+    start = clock()
+    load_stack(options)
+    again.append(clock() - start)
+marks["load_stack (warm, median of 5)"] = sorted(again)[2]
+import json
+with open(sys.argv[2], "w") as out:
+    json.dump(marks, out)
+"""
+"""The steps of `composer -f FILE config` in the order the command takes them, each timed with
+perf_counter, in an interpreter that has imported nothing else (`-c PROBE FILE MARKS`)."""
 
-    def step(name: str, action: Callable[[], object]) -> object:
-        start = clock()
-        result = action()
-        marks[name] = clock() - start
-        return result
 
-    step("import click and the CLI (composer.cli.main)", lambda: __import__("composer.cli.main"))
-    step("import pydantic and the models (config.loader)", lambda: __import__("composer.config.loader"))
-    step("import the printer (config.serialize)", lambda: __import__("composer.config.serialize"))
-    step("import networkx (graph, on first load)", lambda: __import__("networkx"))
+_EXIT_PROBE = """
+import time
+start = time.perf_counter()
+import os, sys
+from composer.cli.main import main
+code = main(sys.argv[1:])
+sys.stdout.flush()
+with open(os.environ["COMPOSER_BENCH_MARK"], "w") as mark:
+    mark.write(repr(time.perf_counter() - start))
+sys.exit(code)
+"""
 
-    from composer.config.loader import LoadOptions, load_stack
-    from composer.config.serialize import project_to_dict, to_yaml
 
-    options = LoadOptions(files=(Path(stack),))
-    loaded = step("load_stack (first call)", lambda: load_stack(options))
-    project = loaded.project  # type: ignore[attr-defined]
-    step("print: project_to_dict + to_yaml", lambda: to_yaml(project_to_dict(project)))
-    again = []
-    for _ in range(5):
-        start = clock()
-        load_stack(options)
-        again.append(clock() - start)
-    marks["load_stack (warm, median of 5)"] = statistics.median(again)
-    return marks
+def exit_profile(
+    arguments: list[str], cwd: Path, env: dict[str, str], samples: int
+) -> tuple[float, float]:
+    """The CLI run in-process (`main()`, imports included) and the whole process, wall time:
+    medians over `samples` runs. What is left once interpreter start is taken off is the
+    interpreter's exit, freeing the loaded stack and the imported modules."""
+    inside, whole = [], []
+    mark = cwd / ".bench-mark"
+    for _ in range(samples):
+        start = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-c", _EXIT_PROBE, *arguments],
+            cwd=cwd,
+            env={**env, "COMPOSER_BENCH_MARK": str(mark)},
+            capture_output=True,
+            check=True,
+        )
+        whole.append(time.perf_counter() - start)
+        inside.append(float(mark.read_text()))
+    mark.unlink()
+    return statistics.median(inside), statistics.median(whole)
 
 
 def phase_profile(stack: Path, cwd: Path, env: dict[str, str], samples: int) -> dict[str, float]:
     """Median of each phase over `samples` fresh interpreters."""
     collected: dict[str, list[float]] = {}
+    marks = cwd / ".bench-phases"
     for _ in range(samples):
-        done = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), "--phases", str(stack)],
+        subprocess.run(
+            [sys.executable, "-c", _PHASES_PROBE, str(stack), str(marks)],
             cwd=cwd,
             env=env,
             capture_output=True,
-            text=True,
             check=True,
         )
-        for name, seconds in json.loads(done.stdout).items():
+        for name, seconds in json.loads(marks.read_text()).items():
             collected.setdefault(name, []).append(seconds)
+    marks.unlink()
     return {name: statistics.median(values) for name, values in collected.items()}
 
 
@@ -312,15 +360,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=20, help="timed runs per command")
     parser.add_argument("--warmups", type=int, default=2, help="untimed runs first")
     parser.add_argument("--services", type=int, default=200, help="services in the stack")
-    parser.add_argument("--samples", type=int, default=5, help="runs of each breakdown")
+    parser.add_argument("--samples", type=int, default=7, help="runs of each breakdown")
     parser.add_argument("--top", type=int, default=15, help="slowest imports to show")
     parser.add_argument("--no-peer", action="store_true", help="do not time docker-compose")
     parser.add_argument("--keep", action="store_true", help="keep the generated stack")
-    parser.add_argument("--phases", metavar="FILE", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.phases:
-        print(json.dumps(phases(args.phases)))
-        return
 
     composer = shutil.which("composer", path=str(Path(sys.executable).parent))
     if composer is None:
@@ -347,10 +391,24 @@ def report(args: argparse.Namespace, composer: str, directory: Path) -> None:
     if peer is not None:
         commands["docker-compose -f FILE config"] = [peer, "-f", file, "config"]
         commands["docker-compose -f FILE config -q"] = [peer, "-f", file, "config", "-q"]
-    start_only = {"python -c pass (interpreter start)": [sys.executable, "-c", "pass"]}
+    commands[START] = [sys.executable, "-c", "pass"]
 
+    print_header(args, stack, commands, env)
+    rows = time_commands(commands, directory, env, args.runs, args.warmups)
+    by_label = {row.label: row for row in rows}
+    print_timings(args, rows, peer)
+    print_imports(args, [composer, *commands["composer -f FILE config -q"][1:]], directory, env)
+    print_phases(args, stack, commands["composer -f FILE config"][1:], by_label, env)
+
+
+START = "python -c pass (interpreter start)"
+
+
+def print_header(
+    args: argparse.Namespace, stack: Path, commands: dict[str, list[str]], env: dict[str, str]
+) -> None:
     printed = subprocess.run(
-        commands["composer -f FILE config"], cwd=directory, env=env, capture_output=True
+        commands["composer -f FILE config"], cwd=stack.parent, env=env, capture_output=True
     )
     text = stack.read_text()
     print("composer config benchmark")
@@ -361,45 +419,48 @@ def report(args: argparse.Namespace, composer: str, directory: Path) -> None:
     )
     print(f"  python   {platform.python_version()} ({sys.executable})")
     print(
-        f"  stack    {file}: {args.services} services, {len(text.splitlines())} lines, "
+        f"  stack    {stack}: {args.services} services, {len(text.splitlines())} lines, "
         f"{len(text.encode()):,} bytes (normal form printed: {len(printed.stdout):,} bytes)"
     )
     print(f"  runs     {args.runs} timed after {args.warmups} warm-ups, commands interleaved")
     print(f"  bench    {shlex.join([sys.executable, *sys.argv])}")
     print("\nCommand lines timed (run in the stack's directory, COMPOSE_* variables unset):")
-    for label, command in {**commands, **start_only}.items():
+    for label, command in commands.items():
         print(f"  {label}: {shlex.join(command)}")
 
-    rows = time_commands({**commands, **start_only}, directory, env, args.runs, args.warmups)
+
+def print_timings(args: argparse.Namespace, rows: list[Timed], peer: str | None) -> None:
     print(f"\nWall time, interpreter start included ({args.runs} runs):\n")
     print("\n".join(table(rows)))
     by_label = {row.label: row for row in rows}
-    composer_median = by_label["composer -f FILE config"].median
-    verdict = "met" if composer_median <= TARGET_SECONDS else "MISSED"
+    ours = by_label["composer -f FILE config"].median
+    verdict = "met" if ours <= TARGET_SECONDS else "MISSED"
     print(
         f"\ntarget <= {TARGET_SECONDS:.3f} s for `composer config`: {verdict} "
-        f"(median {composer_median:.3f} s, -q {by_label['composer -f FILE config -q'].median:.3f} s)"
+        f"(median {ours:.3f} s, -q {by_label['composer -f FILE config -q'].median:.3f} s)"
     )
     if peer is None:
         why = "--no-peer given" if args.no_peer else "docker-compose is not installed"
         print(f"docker-compose: not timed ({why}); no ratio")
-    else:
-        for suffix in ("", " -q"):
-            theirs = by_label[f"docker-compose -f FILE config{suffix}"].median
-            ours = by_label[f"composer -f FILE config{suffix}"].median
-            print(
-                f"docker-compose ({peer_version(peer)}) / composer, config{suffix}: "
-                f"{theirs / ours:.2f}x ({theirs:.3f} s / {ours:.3f} s)"
-            )
+        return
+    version = peer_version(peer)
+    for suffix in ("", " -q"):
+        theirs = by_label[f"docker-compose -f FILE config{suffix}"].median
+        mine = by_label[f"composer -f FILE config{suffix}"].median
+        print(
+            f"docker-compose ({version}) / composer, config{suffix}: "
+            f"{theirs / mine:.2f}x ({theirs:.3f} s / {mine:.3f} s)"
+        )
 
-    quiet = commands["composer -f FILE config -q"][1:]
-    imports, packages = import_profile(
-        [composer, *quiet], directory, env, args.samples
-    )
-    total_imports = sum(line.self_us for line in imports) / 1e6
+
+def print_imports(
+    args: argparse.Namespace, command: list[str], cwd: Path, env: dict[str, str]
+) -> None:
+    imports, packages = import_profile(command, cwd, env, args.samples)
+    total = sum(line.self_us for line in imports) / 1e6
     print(
         f"\nImports of `composer -f FILE config -q` (python -X importtime, {args.samples} runs; "
-        f"the median run imports {len(imports)} modules in {total_imports:.3f} s)."
+        f"the median run imports {len(imports)} modules in {total:.3f} s)."
     )
     print("\nSelf time summed per package (median):\n")
     print("| package | self time |\n|---|---:|")
@@ -414,20 +475,38 @@ def report(args: argparse.Namespace, composer: str, directory: Path) -> None:
             f"| {line.self_us / 1000:.1f} ms |"
         )
 
-    marks = phase_profile(stack, directory, env, args.samples)
-    start_median = by_label["python -c pass (interpreter start)"].median
-    print(f"\nIn-process phases of `composer config` (perf_counter, median of {args.samples}):\n")
-    print("| phase | time |\n|---|---:|")
-    print(f"| interpreter start (python -c pass, above) | {start_median * 1000:.0f} ms |")
-    accounted = start_median
-    for name, seconds in marks.items():
-        print(f"| {name} | {seconds * 1000:.0f} ms |")
-        if "warm" not in name:
-            accounted += seconds
+
+def print_phases(
+    args: argparse.Namespace,
+    stack: Path,
+    arguments: list[str],
+    by_label: dict[str, Timed],
+    env: dict[str, str],
+) -> None:
+    marks = phase_profile(stack, stack.parent, env, args.samples)
+    inside, whole = exit_profile(arguments, stack.parent, env, args.samples)
+    start = by_label[START].median
+    exit_time = whole - inside - start
     print(
-        f"| **sum of the above (without the warm figure)** | **{accounted * 1000:.0f} ms** |"
-        f"\n| rest of `composer -f FILE config` (process spawn, click, exit) "
-        f"| {(composer_median - accounted) * 1000:.0f} ms |"
+        f"\nWhere `composer -f FILE config` spends its time (median of {args.samples} fresh "
+        "interpreters each; phases timed in-process with perf_counter):\n"
+    )
+    print("| phase | time |\n|---|---:|")
+    print(f"| interpreter start and exit (`python -c pass`) | {start * 1000:.0f} ms |")
+    accounted = start
+    for name, seconds in marks.items():
+        if "warm" not in name:
+            print(f"| {name} | {seconds * 1000:.0f} ms |")
+            accounted += seconds
+    print(f"| interpreter exit: freeing the stack and the modules | {exit_time * 1000:.0f} ms |")
+    accounted += exit_time
+    whole_command = by_label["composer -f FILE config"].median
+    print(f"| **sum** | **{accounted * 1000:.0f} ms** |")
+    print(f"| the whole command (median of the timed runs) | {whole_command * 1000:.0f} ms |")
+    print(
+        f"\nmain() in-process, imports included: {inside * 1000:.0f} ms; the same process, "
+        f"wall: {whole * 1000:.0f} ms. load_stack again in the same process (warm, median of 5): "
+        f"{marks['load_stack (warm, median of 5)'] * 1000:.0f} ms."
     )
 
 

@@ -22,6 +22,10 @@ HASH_EXCLUDED = frozenset({"build", "depends_on", "profiles", "pull_policy", "sc
 (replicas are added or removed, dependencies are the planner's business, as in compose)."""
 
 
+_KEPT_EMPTY = frozenset({"command", "entrypoint"})
+"""An empty command or entrypoint means something (clear the image's): it is printed and hashed."""
+
+
 def project_to_dict(project: Project) -> dict[str, Any]:
     """The normal form: long syntaxes, maps for lists of KEY=VALUE, sizes in bytes,
     durations as Go prints them, absolute paths, sorted names, no empty or unset keys."""
@@ -44,7 +48,7 @@ def _model(model: BaseModel, dumped: dict[str, Any]) -> dict[str, Any]:
         if key not in dumped:
             continue
         value = _value(getattr(model, name), dumped[key])
-        if value not in ({}, []):
+        if value not in ({}, []) or key in _KEPT_EMPTY:
             out[key] = value
     out = dict(sorted(out.items()))
     out.update(_plain(getattr(model, "extensions", {})))

@@ -119,6 +119,7 @@ def locate(root: Any, path: tuple[str | int, ...], *, key: bool = False) -> Loca
 # --- scalars: the YAML 1.2 core schema ------------------------------------------------------
 
 _INT = re.compile(r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+")
+_LEGACY_OCTAL = re.compile(r"[-+]?0[0-7]+")
 _FLOAT = re.compile(
     r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)"
 )
@@ -166,6 +167,8 @@ def _to_int(text: str) -> int:
         return int(text[2:], 8)
     if text.startswith("0x"):
         return int(text[2:], 16)
+    if _LEGACY_OCTAL.fullmatch(text):  # as compose's go-yaml reads it: `mode: 0440` is octal
+        return int(text, 8)
     return int(text)
 
 

@@ -123,3 +123,11 @@ def test_hash_is_stable_and_ignores_what_does_not_change_a_container(
     assert hash_a == service_hash(load("b.yaml", profiles=("p",)).project, "web")
     assert hash_a != service_hash(load("c.yaml").project, "web")
     assert len(hash_a) == 64
+
+
+def test_an_empty_entrypoint_is_printed_and_changes_the_hash(write: Write, load: Load) -> None:
+    write("a.yaml", "services:\n  web: {image: x, entrypoint: []}\n")
+    write("b.yaml", "services:\n  web: {image: x}\n")
+    cleared = load("a.yaml").project
+    assert project_to_dict(cleared)["services"]["web"]["entrypoint"] == []
+    assert service_hash(cleared, "web") != service_hash(load("b.yaml").project, "web")

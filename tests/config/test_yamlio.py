@@ -125,3 +125,11 @@ def test_keys_are_strings_even_when_they_look_like_numbers() -> None:
 
 def test_empty_document_is_none() -> None:
     assert load_yaml("# nothing\n", "f.yaml") is None
+
+
+def test_leading_zero_integers_are_octal_as_compose_reads_them() -> None:
+    assert load_yaml("mode: 0440\nplain: 10\nzero: 0\n", "f.yaml") == {
+        "mode": 288,
+        "plain": 10,
+        "zero": 0,
+    }
