@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from composer.config.environment import read_env_file
 from composer.config.files import FileReader
-from composer.config.merge import merge
+from composer.config.merge import key_value_map, merge
 from composer.config.normalize import check_references, complete
 from composer.config.problems import problems_from
 from composer.config.project import PROJECT_NAME, Project
@@ -270,7 +270,7 @@ def _fold_env_files(tree: MarkedMap, variables: Mapping[str, str]) -> list[Probl
                 problems.extend(exc.problems)
         environment = service.get("environment")
         if isinstance(environment, list):
-            environment = _env_list_as_map(environment)
+            environment = key_value_map(environment)
         if environment is None and not values:
             continue
         merged = MarkedMap(where)
@@ -300,12 +300,3 @@ def _env_file_entry(entry: Any) -> tuple[str | None, bool]:
     if isinstance(entry, dict) and isinstance(entry.get("path"), str):
         return entry["path"], entry.get("required", True) not in (False, "false")
     return None, True
-
-
-def _env_list_as_map(items: list[Any]) -> MarkedMap:
-    result = MarkedMap(getattr(items, "location", None))
-    for index, item in enumerate(items):
-        key, found, value = str(item).partition("=")
-        where = items.where(index) if isinstance(items, MarkedSeq) else None
-        result.put(key.strip(), value if found else None, where)
-    return result

@@ -12,7 +12,7 @@ from typing import Any
 
 from composer.config.yamlio import MarkedMap, MarkedSeq
 
-__all__ = ["merge", "merge_services"]
+__all__ = ["key_value_map", "merge", "merge_services"]
 
 Path = tuple[str, ...]
 
@@ -107,19 +107,15 @@ def _hashable(value: Any) -> Any:
 _append_unique = _append_by(lambda item: item)
 
 
-def _as_map(sep: str) -> Callable[[Any], Any]:
+def key_value_map(value: Any) -> Any:
     """A `KEY=VALUE` list as a marked map (a bare KEY maps to None); maps pass through."""
-
-    def convert(value: Any) -> Any:
-        if not isinstance(value, list):
-            return value
-        result = MarkedMap(getattr(value, "location", None))
-        for item, where in _items_of(value):
-            key, found, val = str(item).partition(sep)
-            result.put(key.strip(), val if found else None, where)
-        return result
-
-    return convert
+    if not isinstance(value, list):
+        return value
+    result = MarkedMap(getattr(value, "location", None))
+    for item, where in _items_of(value):
+        key, found, val = str(item).partition("=")
+        result.put(key.strip(), val if found else None, where)
+    return result
 
 
 def _names_as_map(value: Any) -> Any:
@@ -196,7 +192,7 @@ def _merge_extra_hosts(base: Any, override: Any, path: Path) -> Any:
     return _append_unique(_extra_hosts(base), _extra_hosts(override), path)
 
 
-_map_rule = _as_map_merge(_as_map("="))
+_map_rule = _as_map_merge(key_value_map)
 _RULES: dict[Path, Callable[[Any, Any, Path], Any]] = {
     ("services", "*", "command"): _replace,
     ("services", "*", "entrypoint"): _replace,
