@@ -38,7 +38,7 @@ from engine.images.manifest import (
 from engine.images.reference import Reference, parse_reference
 from engine.images.unpack import unpack_layer
 
-__all__ = ["Image", "ImageStore", "Layer", "PruneReport"]
+__all__ = ["Image", "ImageStore", "Layer", "PartialBlob", "PruneReport"]
 
 _CHUNK: Final = 1 << 20
 _SHORT_ALPHABET: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
@@ -101,6 +101,72 @@ def _dir_size(path: Path) -> int:
             with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
     return total
+
+
+class PartialBlob:
+    """A download in progress: appended to across interruptions, locked against a second
+    downloader (in this or another process), and a blob only once its digest is checked.
+
+    Use: `with store.partial_blob(d) as part:` then `part.offset` (bytes kept from an earlier
+    try), `part.write(chunk)`, `part.restart()` when the server ignores a range, `part.commit()`.
+    """
+
+    def __init__(self, store: ImageStore, digest: str) -> None:
+        self._store = store
+        self.digest = digest
+        self._path = store._partial / _hex(digest)
+        self._file: BinaryIO | None = None
+        self._sha = hashlib.sha256()
+        self.offset = 0
+
+    def try_lock(self) -> bool:
+        """Open and lock the file; False while another downloader holds it."""
+        f = open(self._path, "a+b")
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            return False
+        f.seek(0)
+        while chunk := f.read(_CHUNK):  # what an earlier try kept counts in the digest
+            self._sha.update(chunk)
+        self.offset = f.tell()
+        self._file = f
+        return True
+
+    def __enter__(self) -> PartialBlob:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _opened(self) -> BinaryIO:
+        if self._file is None:
+            raise ImageError(f"download of {self.digest} is not locked")
+        return self._file
+
+    def write(self, chunk: bytes) -> None:
+        self._opened().write(chunk)
+        self._sha.update(chunk)
+        self.offset += len(chunk)
+
+    def restart(self) -> None:
+        f = self._opened()
+        f.truncate(0)
+        self._sha = hashlib.sha256()
+        self.offset = 0
+
+    def commit(self, what: str) -> None:
+        """Make the download a blob if its digest matches; otherwise discard it and fail."""
+        f = self._opened()
+        f.flush()
+        os.fsync(f.fileno())
+        if "sha256:" + self._sha.hexdigest() != self.digest:
+            self.restart()
+            raise ImageError(f"{what}: downloaded content does not match its digest {self.digest}")
+        os.replace(self._path, self._store.blob_path(self.digest))
 
 
 class ImageStore:
@@ -178,33 +244,9 @@ class ImageStore:
         finally:
             tmp.unlink(missing_ok=True)
 
-    @contextlib.contextmanager
-    def partial_blob(self, digest: str) -> Iterator[BinaryIO]:
-        """A download's file, locked against a second downloader, opened to append to what an
-        interrupted download left. Call `commit_partial` once it is complete."""
-        path = self._partial / _hex(digest)
-        with open(path, "ab") as f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # waits for another process's download
-            yield f
-
-    def partial_size(self, digest: str) -> int:
-        try:
-            return (self._partial / _hex(digest)).stat().st_size
-        except FileNotFoundError:
-            return 0
-
-    def commit_partial(self, digest: str, what: str) -> None:
-        """Check the finished download against its digest and make it a blob; a mismatch
-        discards it so the next try starts afresh."""
-        path = self._partial / _hex(digest)
-        sha = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                sha.update(chunk)
-        if "sha256:" + sha.hexdigest() != digest:
-            path.unlink(missing_ok=True)
-            raise ImageError(f"{what}: downloaded content does not match its digest {digest}")
-        os.replace(path, self.blob_path(digest))
+    def partial_blob(self, digest: str) -> PartialBlob:
+        """The file a download of `digest` goes to; see PartialBlob."""
+        return PartialBlob(self, digest)
 
     # -- layers --------------------------------------------------------------------------------
 
@@ -488,8 +530,15 @@ class ImageStore:
             with contextlib.suppress(ImageError, KeyError):
                 keep_blobs.update(self._blobs_of(record["manifest"], keep_layers))
         layers = blobs = reclaimed = 0
+        # No writer runs while the gc lock is held exclusively: temp files are leftovers of
+        # interrupted ones (partial downloads stay, to be resumed).
+        for leftover in self._partial.glob(".copy-*"):
+            leftover.unlink(missing_ok=True)
         for layer in self._layers.iterdir():
-            if layer.name.startswith(".tmp-") or layer.name in keep_layers:
+            if layer.name in keep_layers:
+                continue
+            if layer.name.startswith(".tmp-"):
+                shutil.rmtree(layer, ignore_errors=True)
                 continue
             reclaimed += self.layer_size("sha256:" + layer.name)
             with contextlib.suppress(FileNotFoundError):

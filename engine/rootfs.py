@@ -1,0 +1,199 @@
+"""A container's root filesystem: an overlay of its image's layers (read-only, shared) under a
+writable layer of its own, with the files generated for it bind-mounted over their paths.
+
+Layout of a container directory: `upper/` and `work/` (survive stop and start), `merged/` (the
+mount point). Paths inside the merged tree are resolved with openat2(RESOLVE_IN_ROOT) and used
+through that handle, so a symlink in the image (`/etc/hosts -> /etc/shadow`, `/etc -> /`)
+cannot send a mount or a write outside the container's tree.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource
+import shutil
+import stat
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Final
+
+from engine.errors import MountError
+from engine.linux import (
+    MNT_DETACH,
+    MS_BIND,
+    MS_RDONLY,
+    MS_REMOUNT,
+    RESOLVE_IN_ROOT,
+    RESOLVE_NO_MAGICLINKS,
+    mount,
+    mount_fs,
+    openat2,
+    umount,
+)
+
+__all__ = ["Rootfs"]
+
+_RESOLVE: Final = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
+_UNSAFE_IN_OPTIONS: Final = frozenset(",:=\\")
+
+
+def _mount_points() -> list[str]:
+    """Mount points of this mount namespace (field 5 of /proc/self/mountinfo, unescaped)."""
+    points = []
+    with open("/proc/self/mountinfo", "rb") as f:
+        for line in f:
+            raw = line.split()[4].decode()
+            points.append(raw.encode().decode("unicode_escape"))
+    return points
+
+
+class Rootfs:
+    """The root filesystem of one container, kept in `directory`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.upper = directory / "upper"
+        self.work = directory / "work"
+        self.merged = directory / "merged"
+
+    def is_mounted(self) -> bool:
+        return str(self.merged) in _mount_points()
+
+    def mount(
+        self,
+        layers: Sequence[Path],
+        *,
+        read_only: bool = False,
+        files: Mapping[str, Path] | None = None,
+    ) -> Path:
+        """Mount the overlay of `layers` (lowest first) and bind each of `files` (path in the
+        container → file on the host) over its path; idempotent. Returns the merged tree."""
+        if self.is_mounted():
+            return self.merged
+        if not layers:
+            raise MountError(f"{self.directory}: an image needs at least one layer")
+        for directory in (self.upper, self.work, self.merged):
+            directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self._mount_overlay([str(p) for p in reversed(layers)])  # the top layer first
+        except OSError as exc:
+            raise MountError(
+                f"cannot mount the root filesystem at {self.merged}: {exc.strerror}"
+            ) from exc
+        try:
+            for target, source in (files or {}).items():
+                self.bind_file(source, target)
+            if read_only:
+                mount("none", str(self.merged), None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+        except BaseException:
+            self.unmount()
+            raise
+        return self.merged
+
+    def _mount_overlay(self, lowers: list[str]) -> None:
+        """Mount with one `lowerdir+` option per layer (Linux 6.8+: no limit on their total
+        length); older kernels get the classic single option, limited to a page."""
+        upper, work = str(self.upper), str(self.work)
+        try:
+            mount_fs(
+                "overlay",
+                str(self.merged),
+                [*(("lowerdir+", p) for p in lowers), ("upperdir", upper), ("workdir", work)],
+            )
+            return
+        except OSError as exc:
+            old_kernel = exc.errno == errno.ENOSYS or (
+                exc.errno == errno.EINVAL and "Unknown parameter" in str(exc)
+            )
+            if not old_kernel:
+                raise
+        self._mount_classic(lowers, upper, work)
+
+    def _mount_classic(self, lowers: list[str], upper: str, work: str) -> None:
+        for path in (*lowers, upper, work):
+            if _UNSAFE_IN_OPTIONS & set(path):
+                raise MountError(f"{path}: the state root's path may not contain , : = or \\")
+        options = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}"
+        if len(options) >= resource.getpagesize():
+            raise MountError(
+                f"{self.directory}: {len(lowers)} layers are too many for one overlay mount on "
+                f"this kernel (the options take {len(options)} bytes, its limit is "
+                f"{resource.getpagesize() - 1}; Linux 6.8 lifts it)"
+            )
+        mount("overlay", str(self.merged), "overlay", 0, options)
+
+    def bind_file(self, source: Path, target: str) -> None:
+        """Bind the host file `source` over `target` inside the merged tree. Whatever is at
+        `target` in the image (a symlink, a directory) is replaced by an empty file first, so
+        the mount lands on the container's own path and nowhere else."""
+        parent_path, _, name = target.strip("/").rpartition("/")
+        if not name or name in (".", ".."):
+            raise MountError(f"cannot bind a file over {target!r}")
+        root = os.open(self.merged, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        parent = -1
+        try:
+            parent = self._directory(root, parent_path, target)
+            try:
+                st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+                if not stat.S_ISREG(st.st_mode):
+                    if stat.S_ISDIR(st.st_mode):
+                        shutil.rmtree(name, dir_fd=parent)
+                    else:
+                        os.unlink(name, dir_fd=parent)
+                    raise FileNotFoundError
+            except FileNotFoundError:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                os.close(os.open(name, flags, 0o644, dir_fd=parent))
+            fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+            try:
+                mount(str(source), f"/proc/self/fd/{fd}", None, MS_BIND)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise MountError(f"cannot bind {source} over {target} in {self.merged}: {exc}") from exc
+        finally:
+            if parent >= 0:
+                os.close(parent)
+            os.close(root)
+
+    @classmethod
+    def _directory(cls, root: int, path: str, target: str) -> int:
+        """An O_PATH handle on `path` resolved inside the tree at `root` (symlinks included),
+        made (mode 0755) where absent."""
+        path = path.strip("/")
+        if not path:
+            return os.dup(root)
+        try:
+            return openat2(root, path, os.O_PATH | os.O_DIRECTORY, 0, _RESOLVE)
+        except FileNotFoundError:
+            pass
+        except NotADirectoryError as exc:
+            raise MountError(f"cannot bind over {target}: {path} is not a directory") from exc
+        head, _, tail = path.rpartition("/")
+        parent = cls._directory(root, head, target)
+        try:
+            os.mkdir(tail, 0o755, dir_fd=parent)
+        except FileExistsError:
+            pass
+        finally:
+            os.close(parent)
+        return openat2(root, path, os.O_PATH | os.O_DIRECTORY, 0, _RESOLVE)
+
+    def unmount(self) -> None:
+        """Unmount the overlay and every mount under it (deepest first); idempotent."""
+        prefix = str(self.merged)
+        for point in sorted(
+            (p for p in _mount_points() if p == prefix or p.startswith(prefix + "/")),
+            key=len,
+            reverse=True,
+        ):
+            try:
+                umount(point)
+            except OSError:
+                umount(point, MNT_DETACH)  # busy: detach now, the kernel frees it when idle
+
+    def remove(self) -> None:
+        """Unmount and delete the container's writable layer."""
+        self.unmount()
+        shutil.rmtree(self.directory, ignore_errors=True)
