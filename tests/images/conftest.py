@@ -16,7 +16,6 @@ import pytest
 
 from engine.images.store import ImageStore
 from engine.rootfs import Rootfs
-
 from tests.images import imagetools
 from tests.images.imagetools import (
     OciLayout,

@@ -34,7 +34,7 @@ def test_import_makes_a_one_layer_image_with_the_given_config(store: ImageStore,
 def test_import_of_a_file_that_is_not_a_tar_fails_and_leaves_no_image(store: ImageStore, tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.tar"
     bogus.write_bytes(b"this is not a tar archive" * 100)
-    with pytest.raises(ImageError, match="bogus.tar"):
+    with pytest.raises(ImageError, match=r"bogus.tar"):
         import_rootfs(store, bogus, parse_reference("bogus"), ConfigChanges())
     assert store.images() == []
     assert list((store.root / "layers").iterdir()) == []
@@ -86,7 +86,7 @@ def test_loading_twice_shares_layers(store: ImageStore, docker_archive: Path, oc
 def test_a_file_that_is_no_archive_is_refused_with_its_name(store: ImageStore, tmp_path: Path) -> None:
     path = tmp_path / "nothing.tar"
     path.write_bytes(b"\0" * 10)
-    with pytest.raises(ImageError, match="nothing.tar"):
+    with pytest.raises(ImageError, match=r"nothing.tar"):
         load_archive(store, path)
 
 
@@ -109,7 +109,7 @@ def test_an_archive_whose_layer_does_not_match_its_diff_id_is_refused(store: Ima
                 dst.addfile(member, io.BytesIO(raw))
             else:
                 dst.addfile(member, data)
-    with pytest.raises(ImageError, match="does not match the diff id"):
+    with pytest.raises(ImageError, match=r"does not match the diff id"):
         load_archive(store, tampered)
     assert store.images() == []
 

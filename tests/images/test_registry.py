@@ -94,13 +94,13 @@ def test_basic_auth_uses_the_login_from_docker_config(store: ImageStore, auth_re
 
 def test_a_registry_that_wants_a_login_we_lack_says_so(store: ImageStore, auth_registry: Registry, oci_layout: OciLayout) -> None:
     auth_registry.push(oci_layout.ref("busybox:latest"), "private/busybox:1")
-    with pytest.raises(RegistryError, match="requires a login.*docker/config.json"):
+    with pytest.raises(RegistryError, match=r"requires a login.*docker/config.json"):
         pull(store, auth_registry.image("private/busybox:1"))
 
 
 def test_a_wrong_login_is_reported_as_such(store: ImageStore, auth_registry: Registry, oci_layout: OciLayout) -> None:
     auth_registry.push(oci_layout.ref("busybox:latest"), "private/busybox:1")
-    with pytest.raises(RegistryError, match="authentication failed"):
+    with pytest.raises(RegistryError, match=r"authentication failed"):
         pull(store, auth_registry.image("private/busybox:1"), credentials=lambda _d: Credentials("tester", "wrong"))
 
 
@@ -117,7 +117,7 @@ def test_bearer_token_realms_get_the_login_when_there_is_one(store: ImageStore, 
     registry.push(oci_layout.ref("busybox:latest"), "busybox:1")
     assert registry.port is not None
     with TokenProxy(registry.port, login=("tester", "s3cret")) as proxy:
-        with pytest.raises(RegistryError, match="getting a token.*authentication failed"):
+        with pytest.raises(RegistryError, match=r"getting a token.*authentication failed"):
             pull(store, f"{proxy.address}/busybox:1")
         image = pull(store, f"{proxy.address}/busybox:1", credentials=lambda _d: Credentials("tester", "s3cret"))
     assert image.config.cmd == ("sh",)
@@ -140,7 +140,7 @@ def test_a_registry_killed_mid_pull_leaves_the_store_consistent_and_the_next_pul
             killed.append(event.done)
             registry.kill()
 
-    with pytest.raises(RegistryError, match="pulling .*big:1.*pulling again resumes"):
+    with pytest.raises(RegistryError, match=r"pulling .*big:1.*pulling again resumes"):
         pull(store, registry.image("big:1"), progress=kill_after_8_mb)
     assert killed
     assert store.images() == []

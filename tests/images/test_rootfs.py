@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import tarfile
@@ -73,7 +72,7 @@ def test_removing_a_rootfs_unmounts_it_and_deletes_its_layer(store: ImageStore, 
 
 def test_read_only_rootfs_refuses_writes(store: ImageStore, multi: Image, tmp_path: Path, rootfs_dirs: list[Rootfs]) -> None:
     merged = new_rootfs(tmp_path, rootfs_dirs).mount(lowers(store, multi), read_only=True)
-    with pytest.raises(OSError, match="Read-only"):
+    with pytest.raises(OSError, match=r"Read-only"):
         (merged / "data/new").write_text("x")
 
 
@@ -153,7 +152,7 @@ def test_an_image_of_200_layers_mounts_though_their_paths_exceed_a_page(store: I
 def test_more_layers_than_overlay_stacks_is_an_error_with_the_kernels_reason(store: ImageStore, tmp_path: Path, rootfs_dirs: list[Rootfs]) -> None:
     image = image_with(store, tmp_path, [{f"f{n}": b""} for n in range(501)])
     rootfs = new_rootfs(tmp_path, rootfs_dirs)
-    with pytest.raises(MountError, match="cannot mount the root filesystem.*(too many|limit)"):
+    with pytest.raises(MountError, match=r"cannot mount the root filesystem.*(too many|limit)"):
         rootfs.mount(lowers(store, image))
     assert not rootfs.is_mounted()
 

@@ -30,7 +30,7 @@ def test_an_image_is_found_by_name_id_and_id_prefix(store: ImageStore, docker_ar
 
 
 def test_an_unknown_image_is_an_error_naming_it(store: ImageStore) -> None:
-    with pytest.raises(ImageError, match="no such image: nope:1"):
+    with pytest.raises(ImageError, match=r"no such image: nope:1"):
         store.get("nope:1")
 
 
@@ -54,7 +54,7 @@ def test_removing_the_last_name_deletes_the_image_and_its_layers(store: ImageSto
 
 def test_removing_by_id_an_image_with_several_names_needs_force(store: ImageStore, docker_archive: Path) -> None:
     image = load_archive(store, docker_archive).images[0]
-    with pytest.raises(ImageError, match="several names"):
+    with pytest.raises(ImageError, match=r"several names"):
         store.remove(image.short_id, none_in_use)
     store.remove(image.short_id, none_in_use, force=True)
     assert store.images() == []
@@ -63,7 +63,7 @@ def test_removing_by_id_an_image_with_several_names_needs_force(store: ImageStor
 def test_an_image_a_container_uses_is_not_deleted(store: ImageStore, docker_archive: Path) -> None:
     image = load_archive(store, docker_archive).images[0]
     store.remove("busybox:local", none_in_use)
-    with pytest.raises(ImageError, match="used by a container"):
+    with pytest.raises(ImageError, match=r"used by a container"):
         store.remove("busybox:other", lambda: {image.id})
     assert store.get("busybox:other").id == image.id
 
