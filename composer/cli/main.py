@@ -14,7 +14,10 @@ import click
 from composer import __version__
 from composer.cli.config_cmd import config
 from composer.cli.context import Context
+from composer.cli.image_cmd import image
+from composer.cli.pull_cmd import pull
 from composer.errors import ComposerError, StackError, UsageError
+from engine.errors import EngineError
 
 __all__ = ["cli", "main"]
 
@@ -65,6 +68,8 @@ def version() -> None:
 
 
 cli.add_command(config)
+cli.add_command(image)
+cli.add_command(pull)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ComposerError) as exc:
         click.echo(f"error: {exc}", err=True)
         return exc.exit_code
+    except EngineError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 1
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # an internal error: a bug, reported without a traceback

@@ -65,6 +65,7 @@ class Image:
     layers: tuple[Layer, ...]
     size: int
     added: float
+    updated: float
 
     @property
     def short_id(self) -> str:
@@ -375,6 +376,7 @@ class ImageStore:
                 repo_digests=digests,
                 size=sum(self.layer_size(d) for d in config.diff_ids),
                 added=record.get("added", time.time()),
+                updated=time.time(),
             )
             _write_atomic(
                 self._records / f"{_hex(image_id)}.json", json.dumps(record, indent=1).encode()
@@ -422,6 +424,7 @@ class ImageStore:
             ),
             size=int(record.get("size", 0)),
             added=float(record.get("added", 0)),
+            updated=float(record.get("updated", record.get("added", 0))),
         )
 
     def images(self) -> list[Image]:

@@ -1,0 +1,72 @@
+"""Where composer keeps its state on this host, and the host-wide settings in that state root.
+
+`COMPOSER_ROOT` selects the state root (default /var/lib/composer). Its `config.yaml` holds
+settings that are the host's, not a stack's:
+
+    insecure_registries: [registry.lan:5000]   # reached over plain HTTP, as Docker's option
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from composer.errors import ComposerError, StackError
+
+__all__ = ["DEFAULT_ROOT", "Settings"]
+
+DEFAULT_ROOT: Final = Path("/var/lib/composer")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The state root and the host settings read from it."""
+
+    root: Path
+    insecure_registries: tuple[str, ...] = ()
+
+    @property
+    def images(self) -> Path:
+        return self.root / "images"
+
+    @property
+    def containers(self) -> Path:
+        return self.root / "containers"
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        root = Path(env.get("COMPOSER_ROOT") or DEFAULT_ROOT)
+        if not root.is_absolute():
+            raise ComposerError(f"COMPOSER_ROOT must be an absolute path, not {str(root)!r}")
+        path = root / "config.yaml"
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return cls(root)
+        except OSError as exc:
+            raise ComposerError(f"cannot read {path}: {exc.strerror}") from exc
+        return cls(root, *_read_config(text, path))
+
+
+def _read_config(text: str, path: Path) -> tuple[tuple[str, ...]]:
+    """The settings of a config.yaml; pydantic is imported only when there is one."""
+    from pydantic import BaseModel, ConfigDict, ValidationError
+
+    from composer.config.problems import problems_from
+    from composer.config.yamlio import load_yaml
+
+    class HostConfig(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+
+        insecure_registries: list[str] = []
+
+    raw = load_yaml(text, str(path))
+    try:
+        config = HostConfig.model_validate(raw or {})
+    except ValidationError as exc:
+        raise StackError(problems_from(exc, HostConfig, raw)) from exc
+    return (tuple(config.insecure_registries),)
