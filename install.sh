@@ -14,7 +14,7 @@ apt-get install -y -q --no-install-recommends \
 
 python3 -c 'import sys; assert sys.version_info >= (3, 11), "composer needs Python 3.11 or newer"'
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat
 .venv/bin/python -m compileall -q composer engine  # an editable install is not byte-compiled
 
 # `composer` on the PATH, unless something else already owns that name.
@@ -26,4 +26,7 @@ fi
 if [ "${1:-}" != "--no-example" ]; then
     echo "composer is installed. The example stack, validated and normalised:"
     .venv/bin/composer config examples/web/compose.yaml
+    echo "Its image, busybox:local, made from Debian's busybox-static:"
+    PATH="$PWD/.venv/bin:$PATH" examples/busybox-image.sh >/dev/null
+    .venv/bin/composer image ls
 fi
