@@ -126,3 +126,31 @@ def test_a_tag_points_a_new_name_at_an_image(store: ImageStore, docker_archive: 
     image = load_archive(store, docker_archive).images[0]
     store.tag(image, parse_reference("mine/box:v1"))
     assert store.get("mine/box:v1").repo_tags == ("busybox:local", "busybox:other", "mine/box:v1")
+
+
+def test_a_load_killed_at_any_moment_leaves_a_usable_store(store: ImageStore, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from tests.images.imagetools import OciLayout, big_image
+    from tests.images.imagetools import docker_archive as make_docker_archive
+
+    layout = OciLayout(tmp_path / "layout")
+    big_image(layout, "big:1", 40, 400, layers=4)
+    archive = make_docker_archive(layout, "big:1", tmp_path / "big.tar", ["big:1"])
+    code = (
+        "import sys; from pathlib import Path; from engine.images.store import ImageStore;"
+        "from engine.images.archive import load_archive;"
+        "load_archive(ImageStore(Path(sys.argv[1])), Path(sys.argv[2]))"
+    )
+    for delay in (0.3, 0.6, 0.9):
+        proc = subprocess.Popen([sys.executable, "-c", code, str(store.root), str(archive)])
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        listed = store.images()  # never an incomplete image
+        assert all(len(i.layers) == 4 for i in listed)
+    image = load_archive(store, archive).images[0]
+    assert store.get("big:1").id == image.id
+    store.prune(none_in_use)
+    assert not [p for p in (store.root / "layers").iterdir() if p.name.startswith(".tmp-")]
