@@ -9,40 +9,120 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-import platform
 from typing import Final
 
 __all__ = [
+    "CAPABILITIES",
+    "CLONE_NEWCGROUP",
+    "CLONE_NEWIPC",
+    "CLONE_NEWNET",
+    "CLONE_NEWNS",
+    "CLONE_NEWPID",
+    "CLONE_NEWUSER",
+    "CLONE_NEWUTS",
     "MNT_DETACH",
     "MS_BIND",
     "MS_NODEV",
+    "MS_NOEXEC",
     "MS_NOSUID",
     "MS_PRIVATE",
     "MS_RDONLY",
     "MS_REC",
     "MS_REMOUNT",
+    "MS_SHARED",
+    "MS_SLAVE",
+    "NAMESPACE_FLAGS",
+    "PR_CAPBSET_DROP",
+    "PR_CAP_AMBIENT",
+    "PR_CAP_AMBIENT_CLEAR_ALL",
+    "PR_SET_CHILD_SUBREAPER",
+    "PR_SET_KEEPCAPS",
+    "PR_SET_NO_NEW_PRIVS",
+    "PR_SET_PDEATHSIG",
     "RESOLVE_IN_ROOT",
     "RESOLVE_NO_MAGICLINKS",
     "RESOLVE_NO_XDEV",
+    "capset",
+    "close_range_cloexec",
     "machine_architecture",
     "mount",
     "mount_fs",
     "openat2",
+    "pidfd_open",
+    "pidfd_send_signal",
+    "pivot_root",
+    "prctl",
+    "setdomainname",
+    "sethostname",
+    "setns",
     "umount",
+    "unshare",
 ]
 
 MS_RDONLY: Final = 0x1
 MS_NOSUID: Final = 0x2
 MS_NODEV: Final = 0x4
+MS_NOEXEC: Final = 0x8
 MS_REMOUNT: Final = 0x20
 MS_BIND: Final = 0x1000
 MS_REC: Final = 0x4000
 MS_PRIVATE: Final = 0x40000
+MS_SLAVE: Final = 0x80000
+MS_SHARED: Final = 0x100000
 MNT_DETACH: Final = 0x2
+
+CLONE_NEWNS: Final = 0x00020000
+CLONE_NEWCGROUP: Final = 0x02000000
+CLONE_NEWUTS: Final = 0x04000000
+CLONE_NEWIPC: Final = 0x08000000
+CLONE_NEWUSER: Final = 0x10000000
+CLONE_NEWPID: Final = 0x20000000
+CLONE_NEWNET: Final = 0x40000000
+NAMESPACE_FLAGS: Final = {
+    "mnt": CLONE_NEWNS,
+    "cgroup": CLONE_NEWCGROUP,
+    "uts": CLONE_NEWUTS,
+    "ipc": CLONE_NEWIPC,
+    "user": CLONE_NEWUSER,
+    "pid": CLONE_NEWPID,
+    "net": CLONE_NEWNET,
+}
+
+PR_SET_PDEATHSIG: Final = 1
+PR_SET_KEEPCAPS: Final = 8
+PR_CAPBSET_DROP: Final = 24
+PR_SET_CHILD_SUBREAPER: Final = 36
+PR_SET_NO_NEW_PRIVS: Final = 38
+PR_CAP_AMBIENT: Final = 47
+PR_CAP_AMBIENT_CLEAR_ALL: Final = 4
+
+# Capability numbers (linux/capability.h).
+CAPABILITIES: Final = {
+    name: number
+    for number, name in enumerate(
+        (
+            "CAP_CHOWN CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_FOWNER CAP_FSETID CAP_KILL "
+            "CAP_SETGID CAP_SETUID CAP_SETPCAP CAP_LINUX_IMMUTABLE CAP_NET_BIND_SERVICE "
+            "CAP_NET_BROADCAST CAP_NET_ADMIN CAP_NET_RAW CAP_IPC_LOCK CAP_IPC_OWNER "
+            "CAP_SYS_MODULE CAP_SYS_RAWIO CAP_SYS_CHROOT CAP_SYS_PTRACE CAP_SYS_PACCT "
+            "CAP_SYS_ADMIN CAP_SYS_BOOT CAP_SYS_NICE CAP_SYS_RESOURCE CAP_SYS_TIME "
+            "CAP_SYS_TTY_CONFIG CAP_MKNOD CAP_LEASE CAP_AUDIT_WRITE CAP_AUDIT_CONTROL "
+            "CAP_SETFCAP CAP_MAC_OVERRIDE CAP_MAC_ADMIN CAP_SYSLOG CAP_WAKE_ALARM "
+            "CAP_BLOCK_SUSPEND CAP_AUDIT_READ CAP_PERFMON CAP_BPF CAP_CHECKPOINT_RESTORE"
+        ).split()
+    )
+}
 
 RESOLVE_NO_XDEV: Final = 0x01
 RESOLVE_NO_MAGICLINKS: Final = 0x02
 RESOLVE_IN_ROOT: Final = 0x10
+
+_SYS_CLOSE_RANGE: Final = 436
+_SYS_PIDFD_OPEN: Final = 434
+_SYS_PIDFD_SEND_SIGNAL: Final = 424
+_SYS_SETNS_BY_ARCH: Final = {"x86_64": 308, "aarch64": 268}
+_SYS_PIVOT_ROOT_BY_ARCH: Final = {"x86_64": 155, "aarch64": 41}
+CLOSE_RANGE_CLOEXEC: Final = 4
 
 # These have one number on every architecture (they came after the syscall tables were unified).
 _SYS_OPENAT2: Final = 437
@@ -196,8 +276,111 @@ def mount_fs(fstype: str, target: str, options: list[tuple[str, str]], flags: in
         os.close(fs)
 
 
+def _check(result: int, what: str) -> None:
+    if result < 0:
+        _raise(what)
+
+
+def _arch_number(table: dict[str, int]) -> int:
+    machine = os.uname().machine
+    if machine not in table:
+        raise OSError(38, f"unsupported architecture {machine}")  # ENOSYS
+    return table[machine]
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def setns(fd: int, nstype: int) -> None:
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    number = _arch_number(_SYS_PIVOT_ROOT_BY_ARCH)
+    _check(_syscall(number, new_root.encode(), put_old.encode()), "pivot_root")
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))), "sethostname")
+
+
+def setdomainname(name: str) -> None:
+    raw = name.encode()
+    _check(_libc.setdomainname(raw, ctypes.c_size_t(len(raw))), "setdomainname")
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    result = int(
+        _libc.prctl(
+            ctypes.c_int(option),
+            ctypes.c_ulong(arg2),
+            ctypes.c_ulong(arg3),
+            ctypes.c_ulong(arg4),
+            ctypes.c_ulong(arg5),
+        )
+    )
+    _check(result, "prctl")
+    return result
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = (
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    )
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """Set this thread's capability sets (bit masks of capability numbers)."""
+    header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+    data = (_CapData * 2)()
+    for half in (0, 1):
+        shift = 32 * half
+        data[half].effective = (effective >> shift) & 0xFFFFFFFF
+        data[half].permitted = (permitted >> shift) & 0xFFFFFFFF
+        data[half].inheritable = (inheritable >> shift) & 0xFFFFFFFF
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+
+
+def close_range_cloexec(first: int) -> None:
+    """Mark every fd from `first` up close-on-exec (close_range(2), Linux 5.11)."""
+    _check(
+        _syscall(
+            _SYS_CLOSE_RANGE,
+            ctypes.c_uint(first),
+            ctypes.c_uint(0xFFFFFFFF),
+            ctypes.c_uint(CLOSE_RANGE_CLOEXEC),
+        ),
+        "close_range",
+    )
+
+
+def pidfd_open(pid: int) -> int:
+    fd = _syscall(_SYS_PIDFD_OPEN, ctypes.c_int(pid), ctypes.c_uint(0))
+    _check(fd, f"pidfd_open {pid}")
+    return fd
+
+
+def pidfd_send_signal(pidfd: int, sig: int) -> None:
+    _check(
+        _syscall(
+            _SYS_PIDFD_SEND_SIGNAL, ctypes.c_int(pidfd), ctypes.c_int(sig), None, ctypes.c_uint(0)
+        ),
+        "pidfd_send_signal",
+    )
+
+
 def machine_architecture() -> str:
     """This machine's architecture as OCI names it (amd64, arm64, …)."""
+    import platform  # only here: the container init program does not pay for it
+
     machine = platform.machine()
     return {
         "x86_64": "amd64",

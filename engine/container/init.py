@@ -1,0 +1,392 @@
+"""The container init program: run as `python -S -I init.py SPEC_FD SYNC_FD GO_FD` by the
+runtime, single-threaded and with nothing but the standard library and engine.linux loaded.
+
+It enters the container's cgroup, unshares its namespaces and forks the container's first
+process (PID 1 of the new PID namespace), which builds the mount tree inside the overlay root,
+pivots into it, drops privileges and executes the service. Messages to the runtime are JSON
+lines on SYNC_FD: {"pid": N} once the first process exists (its pid on the host), then
+{"started": true} when it has executed the service, or {"error": "...", "op": "..."}.
+Setup pauses before the final exec until the runtime writes a byte to GO_FD (the network is
+plumbed meanwhile). Nothing here executes a program of the container before privileges are
+dropped, and every path inside the container is resolved under its root (openat2
+RESOLVE_IN_ROOT), so a symlink in the image cannot send a mount or a write to the host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import stat
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from engine import linux
+from engine.linux import (
+    MNT_DETACH,
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+    MS_SHARED,
+    MS_SLAVE,
+    RESOLVE_IN_ROOT,
+    RESOLVE_NO_MAGICLINKS,
+)
+
+_RESOLVE = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
+_DEVICES = (  # name, major, minor (Docker's default set)
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+)
+_PROPAGATION = {
+    "private": MS_PRIVATE,
+    "rprivate": MS_PRIVATE | MS_REC,
+    "shared": MS_SHARED,
+    "rshared": MS_SHARED | MS_REC,
+    "slave": MS_SLAVE,
+    "rslave": MS_SLAVE | MS_REC,
+}
+
+
+class SetupError(Exception):
+    def __init__(self, op: str, detail: str) -> None:
+        super().__init__(f"{op}: {detail}")
+        self.op = op
+
+
+def _step(op: str, fn: object, *args: object) -> object:
+    try:
+        return fn(*args)  # type: ignore[operator]
+    except OSError as exc:
+        raise SetupError(op, exc.strerror or str(exc)) from None
+
+
+# -- paths inside the new root ---------------------------------------------------------------
+
+
+def _resolve(root: int, path: str, directory: bool, create: str) -> int:
+    """An O_PATH handle on `path` under `root`, symlinks resolved inside it; `create`: "dir"
+    or "file" makes what is missing (parents as directories)."""
+    rel = path.strip("/")
+    if not rel:
+        return os.dup(root)
+    flags = os.O_PATH | (os.O_DIRECTORY if directory else 0)
+    try:
+        return linux.openat2(root, rel, flags, 0, _RESOLVE)
+    except FileNotFoundError:
+        if not create:
+            raise
+    head, _, name = rel.rpartition("/")
+    parent = _resolve(root, head, True, "dir")
+    try:
+        if create == "dir":
+            os.mkdir(name, 0o755, dir_fd=parent)
+        else:
+            os.close(
+                os.open(
+                    name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644, dir_fd=parent
+                )
+            )
+    except FileExistsError:
+        pass
+    finally:
+        os.close(parent)
+    return linux.openat2(root, rel, flags, 0, _RESOLVE)
+
+
+def _mount_at(
+    root: int,
+    target: str,
+    source: str,
+    fstype: str | None,
+    flags: int,
+    data: str = "",
+    directory: bool = True,
+) -> None:
+    op = f"mount {fstype or 'bind'} on {target}"
+    try:
+        fd = _resolve(root, target, directory, "dir" if directory else "file")
+    except OSError as exc:
+        raise SetupError(op, exc.strerror or str(exc)) from None
+    try:
+        _step(op, linux.mount, source, f"/proc/self/fd/{fd}", fstype, flags, data)
+    finally:
+        os.close(fd)
+
+
+def _mknod(name: str, device: int, dir_fd: int) -> None:
+    os.mknod(name, stat.S_IFCHR | 0o666, device, dir_fd=dir_fd)
+
+
+def _remount_read_only(path: str, flags: int = 0) -> None:
+    linux.mount("", path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | flags)
+
+
+# -- the container's first process -----------------------------------------------------------
+
+
+def _mounts(spec: dict, root: int) -> None:  # type: ignore[type-arg]
+    own_net = "net" in spec["namespaces"] and not spec["join_net"]
+    _mount_at(root, "/proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    _mount_at(root, "/dev", "tmpfs", "tmpfs", MS_NOSUID, "mode=755,size=65536k")
+    dev = _resolve(root, "/dev", True, "")
+    try:
+        for name, major, minor in _DEVICES:
+            _step(f"mknod /dev/{name}", _mknod, name, os.makedev(major, minor), dev)
+            os.chmod(f"/proc/self/fd/{dev}/{name}", 0o666)
+        for name, target in (
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+            ("ptmx", "pts/ptmx"),
+        ):
+            os.symlink(target, name, dir_fd=dev)
+        os.mkdir("pts", 0o755, dir_fd=dev)
+        os.mkdir("shm", 0o1777, dir_fd=dev)
+        os.mkdir("mqueue", 0o755, dir_fd=dev)
+    finally:
+        os.close(dev)
+    _mount_at(
+        root,
+        "/dev/pts",
+        "devpts",
+        "devpts",
+        MS_NOSUID | MS_NOEXEC,
+        "newinstance,ptmxmode=0666,mode=0620,gid=5",
+    )
+    _mount_at(
+        root,
+        "/dev/shm",
+        "shm",
+        "tmpfs",
+        MS_NOSUID | MS_NODEV | MS_NOEXEC,
+        f"mode=1777,size={spec['shm_size']}",
+    )
+    _mount_at(root, "/dev/mqueue", "mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    if own_net:
+        _mount_at(root, "/sys", "sysfs", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
+    else:  # a sysfs of another network namespace cannot be mounted: bind the host's, read-only
+        _mount_at(root, "/sys", "/sys", None, MS_BIND | MS_REC)
+    for mount in spec["mounts"]:
+        _user_mount(root, mount)
+
+
+def _user_mount(root: int, mount: dict) -> None:  # type: ignore[type-arg]
+    kind, target = mount["kind"], mount["target"]
+    if kind == "tmpfs":
+        _mount_at(root, target, "tmpfs", "tmpfs", MS_NOSUID | MS_NODEV, mount["options"])
+        return
+    if kind == "mqueue":
+        _mount_at(root, target, "mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        return
+    source = mount["source"]
+    if source.startswith("fd:"):  # a handle the runtime opened: it cannot be swapped now
+        source = f"/proc/self/fd/{source[3:]}"
+    try:
+        is_dir = stat.S_ISDIR(os.stat(source).st_mode)
+    except OSError as exc:
+        raise SetupError(f"bind {mount['source']} on {target}", exc.strerror or "") from None
+    flags = MS_BIND | (MS_REC if mount["recursive"] else 0)
+    _mount_at(root, target, source, None, flags, directory=is_dir)
+    if mount["read_only"] or mount["propagation"]:
+        fd = _resolve(root, target, is_dir, "")
+        try:
+            path = f"/proc/self/fd/{fd}"
+            if mount["propagation"]:
+                _step(
+                    f"propagation of {target}",
+                    linux.mount,
+                    "",
+                    path,
+                    None,
+                    _PROPAGATION[mount["propagation"]],
+                )
+            if mount["read_only"]:
+                _step(
+                    f"read-only {target}",
+                    _remount_read_only,
+                    path,
+                    MS_REC if mount["recursive"] else 0,
+                )
+        finally:
+            os.close(fd)
+
+
+def _pivot(rootfs: str) -> None:
+    os.chdir(rootfs)
+    _step("pivot_root", linux.pivot_root, ".", ".")
+    _step("detach the old root", linux.umount, ".", MNT_DETACH)
+    os.chdir("/")
+
+
+def _harden(spec: dict) -> None:  # type: ignore[type-arg]
+    for key, value in spec["sysctls"]:
+        path = "/proc/sys/" + key.replace(".", "/")
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+        except OSError as exc:
+            raise SetupError(f"sysctl {key}", exc.strerror or "") from None
+    for path in spec["masked_paths"]:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            _step(f"mask {path}", linux.mount, "tmpfs", path, "tmpfs", MS_RDONLY, "size=0")
+        else:
+            _step(f"mask {path}", linux.mount, "/dev/null", path, None, MS_BIND)
+    for path in spec["readonly_paths"]:
+        if not os.path.exists(path):
+            continue
+        _step(f"read-only {path}", linux.mount, path, path, None, MS_BIND | MS_REC)
+        _step(f"read-only {path}", _remount_read_only, path, MS_REC | MS_NOSUID | MS_NODEV)
+    if spec["read_only"]:
+        _step("read-only root", _remount_read_only, "/")
+
+
+def _privileges(spec: dict) -> None:  # type: ignore[type-arg]
+    keep = 0
+    for name in spec["capabilities"]:
+        keep |= 1 << linux.CAPABILITIES[name]
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        last = int(f.read())
+    for number in range(last + 1):
+        if not keep & (1 << number):
+            _step("drop capabilities", linux.prctl, linux.PR_CAPBSET_DROP, number)
+    _step("keep capabilities", linux.prctl, linux.PR_SET_KEEPCAPS, 1)
+    _step("set groups", os.setgroups, list(spec["groups"]))
+    _step(f"set gid {spec['gid']}", os.setresgid, spec["gid"], spec["gid"], spec["gid"])
+    _step(f"set uid {spec['uid']}", os.setresuid, spec["uid"], spec["uid"], spec["uid"])
+    # No inheritable capabilities, as Docker since 20.10 (CVE-2022-24769).
+    _step("set capabilities", linux.capset, keep, keep, 0)
+    _step(
+        "clear ambient capabilities",
+        linux.prctl,
+        linux.PR_CAP_AMBIENT,
+        linux.PR_CAP_AMBIENT_CLEAR_ALL,
+    )
+    if spec["no_new_privileges"]:
+        _step("no_new_privs", linux.prctl, linux.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def _workdir(cwd: str) -> None:
+    try:
+        os.makedirs(cwd, 0o755, exist_ok=True)
+        os.chdir(cwd)
+    except OSError as exc:
+        raise SetupError(f"working directory {cwd}", exc.strerror or "") from None
+    # After pivot_root the old root is gone, so this holds by construction; check it anyway.
+    if os.getcwd() != os.path.normpath("/" + cwd.lstrip("/")):
+        raise SetupError(f"working directory {cwd}", "resolves outside the container")
+
+
+def _first_process(spec: dict, go_fd: int, error_fd: int) -> None:  # type: ignore[type-arg]
+    os.setsid()
+    _step("make mounts private", linux.mount, "", "/", None, MS_REC | MS_PRIVATE)
+    rootfs = spec["rootfs"]
+    _step("bind the root", linux.mount, rootfs, rootfs, None, MS_BIND | MS_REC)
+    root = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    _mounts(spec, root)
+    os.close(root)
+    _pivot(rootfs)
+    _harden(spec)
+    if "uts" in spec["namespaces"]:
+        if spec["hostname"]:
+            _step("sethostname", linux.sethostname, spec["hostname"])
+        if spec["domainname"]:
+            _step("setdomainname", linux.setdomainname, spec["domainname"])
+    for limit in spec["rlimits"]:
+        _step(
+            f"ulimit {limit['name']}",
+            resource.setrlimit,
+            getattr(resource, limit["name"]),
+            (limit["soft"], limit["hard"]),
+        )
+    if os.read(go_fd, 1) != b"g":
+        raise SetupError("start", "the runtime went away before the start")
+    _workdir(spec["cwd"])
+    _privileges(spec)
+    env = dict(item.split("=", 1) if "=" in item else (item, "") for item in spec["env"])
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    linux.close_range_cloexec(3)  # no descriptor of the host reaches the service
+    if spec["seccomp"]:
+        import base64
+
+        from engine.seccomp import install
+
+        _step("seccomp", install, base64.b64decode(spec["seccomp"]))
+    argv = spec["argv"]
+    try:
+        os.execvpe(argv[0], argv, env)
+    except OSError as exc:
+        raise SetupError(f"exec {argv[0]}", exc.strerror or str(exc)) from None
+
+
+def _send(fd: int, message: dict) -> None:  # type: ignore[type-arg]
+    os.write(fd, json.dumps(message).encode() + b"\n")
+
+
+def main(spec_fd: int, sync_fd: int, go_fd: int) -> None:
+    with os.fdopen(spec_fd, "rb") as f:
+        spec = json.loads(f.read())
+    try:
+        pid = str(os.getpid())
+        for path in spec["cgroup_files"]:
+            with open(path, "w") as cgroup:
+                cgroup.write(pid)
+        flags = 0
+        for name in spec["namespaces"]:
+            if not (name == "net" and spec["join_net"]):
+                flags |= linux.NAMESPACE_FLAGS[name]
+        if spec["join_net"]:
+            fd = os.open(spec["join_net"], os.O_RDONLY | os.O_CLOEXEC)
+            _step("join the network namespace", linux.setns, fd, linux.CLONE_NEWNET)
+            os.close(fd)
+        _step("unshare", linux.unshare, flags)
+    except SetupError as exc:
+        _send(sync_fd, {"error": str(exc), "op": exc.op})
+        os._exit(1)
+    except OSError as exc:
+        _send(sync_fd, {"error": f"cgroup: {exc.strerror}", "op": "cgroup"})
+        os._exit(1)
+    error_r, error_w = os.pipe2(os.O_CLOEXEC)
+    child = os.fork()
+    if child == 0:
+        os.close(error_r)
+        os.close(sync_fd)
+        try:
+            _first_process(spec, go_fd, error_w)
+        except SetupError as exc:
+            os.write(error_w, json.dumps({"error": str(exc), "op": exc.op}).encode())
+        except BaseException as exc:
+            os.write(
+                error_w,
+                json.dumps({"error": f"{type(exc).__name__}: {exc}", "op": "setup"}).encode(),
+            )
+        os._exit(127)
+    os.close(error_w)
+    os.close(go_fd)
+    _send(sync_fd, {"pid": child})
+    report = b""
+    while chunk := os.read(error_r, 65536):
+        report += chunk
+    _send(sync_fd, json.loads(report) if report else {"started": True})
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))

@@ -1,0 +1,129 @@
+"""What a container is made of, as the runtime hands it to the container's init program: a
+plain, JSON-serialisable record with every path and id already resolved."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final
+
+__all__ = ["DEFAULT_CAPABILITIES", "Mount", "Rlimit", "Spec"]
+
+# Docker's default capability set (moby oci/caps/defaults.go).
+DEFAULT_CAPABILITIES: Final = (
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+)
+
+# Docker's masked and read-only paths (moby oci/defaults.go).
+MASKED_PATHS: Final = (
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+)
+READONLY_PATHS: Final = (
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+)
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A mount inside the container. kind: bind (source is a host path, or `fd:N` for a
+    handle the runtime opened), tmpfs, or mqueue. target: a path inside the container."""
+
+    kind: str
+    target: str
+    source: str = ""
+    read_only: bool = False
+    options: str = ""  # data for tmpfs (size=…,mode=…)
+    propagation: str = ""
+    recursive: bool = True
+
+
+@dataclass(frozen=True)
+class Rlimit:
+    name: str  # RLIMIT_NOFILE …
+    soft: int
+    hard: int
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Everything the init program needs, resolved: numbers, not names."""
+
+    id: str
+    rootfs: str
+    argv: tuple[str, ...]
+    env: tuple[str, ...]
+    cwd: str = "/"
+    uid: int = 0
+    gid: int = 0
+    groups: tuple[int, ...] = ()
+    hostname: str = ""
+    domainname: str = ""
+    namespaces: tuple[str, ...] = ("mnt", "pid", "uts", "ipc", "net", "cgroup")
+    join_net: str = ""  # a network namespace to join (/proc/PID/ns/net), or "" for own / host
+    mounts: tuple[Mount, ...] = ()
+    masked_paths: tuple[str, ...] = MASKED_PATHS
+    readonly_paths: tuple[str, ...] = READONLY_PATHS
+    capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
+    no_new_privileges: bool = True
+    seccomp: bytes = b""  # a BPF program; empty: no filter
+    rlimits: tuple[Rlimit, ...] = ()
+    sysctls: tuple[tuple[str, str], ...] = ()
+    cgroup_files: tuple[str, ...] = ()  # files the init writes its pid to, to enter its cgroup
+    read_only: bool = False
+    shm_size: int = 64 << 20
+    tty: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        doc = asdict(self)
+        doc["seccomp"] = base64.b64encode(self.seccomp).decode()
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Spec:
+        doc = json.loads(data)
+        doc["seccomp"] = base64.b64decode(doc["seccomp"])
+        doc["mounts"] = tuple(Mount(**m) for m in doc["mounts"])
+        doc["rlimits"] = tuple(Rlimit(**r) for r in doc["rlimits"])
+        doc["sysctls"] = tuple(tuple(pair) for pair in doc["sysctls"])
+        for key in (
+            "argv",
+            "env",
+            "groups",
+            "namespaces",
+            "masked_paths",
+            "readonly_paths",
+            "capabilities",
+            "cgroup_files",
+        ):
+            doc[key] = tuple(doc[key])
+        return cls(**doc)
