@@ -52,6 +52,7 @@ __all__ = [
     "pidfd_send_signal",
     "pivot_root",
     "prctl",
+    "punch_hole",
     "setdomainname",
     "sethostname",
     "setns",
@@ -375,6 +376,13 @@ def pidfd_send_signal(pidfd: int, sig: int) -> None:
         ),
         "pidfd_send_signal",
     )
+
+
+def punch_hole(fd: int, offset: int, length: int) -> None:
+    """Free the disk blocks of a byte range of a file, keeping its size (fallocate(2)
+    FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)."""
+    _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    _check(_libc.fallocate(fd, 0x02 | 0x01, offset, length), "fallocate")
 
 
 def machine_architecture() -> str:

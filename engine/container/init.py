@@ -388,5 +388,73 @@ def main(spec_fd: int, sync_fd: int, go_fd: int) -> None:
     os._exit(0)
 
 
+_JOIN_ORDER = ("ipc", "uts", "net", "pid", "cgroup", "mnt")  # mnt last: it changes the root
+
+
+def main_exec(spec_fd: int) -> None:
+    """`init.py exec SPEC_FD`: run a process inside a running container (spec["pid"]): enter
+    its cgroup and namespaces, drop to its user and capabilities, execute; this program's exit
+    status is the process's."""
+    with os.fdopen(spec_fd, "rb") as f:
+        spec = json.loads(f.read())
+    target = spec["pid"]
+    try:
+        handles = []
+        for name in _JOIN_ORDER:
+            if name in spec["namespaces"]:
+                fd = os.open(f"/proc/{target}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+                handles.append((name, fd))
+        for path in spec["cgroup_files"]:
+            with open(path, "w") as cgroup:
+                cgroup.write(str(os.getpid()))
+        for name, fd in handles:
+            _step(f"join the {name} namespace", linux.setns, fd, linux.NAMESPACE_FLAGS[name])
+            os.close(fd)
+    except (SetupError, OSError) as exc:
+        sys.stderr.write(f"composer exec: {exc}\n")
+        os._exit(126)
+    child = os.fork()
+    if child == 0:
+        try:
+            _workdir(spec["cwd"])
+            _privileges(spec)
+            env = dict(i.split("=", 1) if "=" in i else (i, "") for i in spec["env"])
+            for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_DFL)
+            linux.close_range_cloexec(3)
+            if spec["seccomp"]:
+                import base64
+
+                from engine.seccomp import install
+
+                _step("seccomp", install, base64.b64decode(spec["seccomp"]))
+            argv = spec["argv"]
+            try:
+                os.execvpe(argv[0], argv, env)
+            except OSError as exc:
+                code = 127 if isinstance(exc, FileNotFoundError) else 126
+                sys.stderr.write(f"composer exec: {argv[0]}: {exc.strerror}\n")
+                os._exit(code)
+        except SetupError as exc:
+            sys.stderr.write(f"composer exec: {exc}\n")
+            os._exit(126)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, lambda number, _frame: os.kill(child, number))
+    while True:
+        try:
+            _, status = os.waitpid(child, 0)
+            break
+        except ChildProcessError:
+            os._exit(126)
+        except InterruptedError:
+            continue
+    os._exit(
+        os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+    )
+
+
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))
+    if sys.argv[1] == "exec":
+        main_exec(int(sys.argv[2]))
+    else:
+        main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))

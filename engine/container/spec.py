@@ -64,6 +64,7 @@ class Mount:
     options: str = ""  # data for tmpfs (size=…,mode=…)
     propagation: str = ""
     recursive: bool = True
+    seed: bool = False  # a new volume: copy the image's content at the target into it first
 
 
 @dataclass(frozen=True)

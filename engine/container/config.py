@@ -1,0 +1,65 @@
+"""What a caller asks a container to be (decided by policy, e.g. composer from a service):
+the runtime turns it into the init program's Spec once the rootfs and identity are known."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from engine.cgroups.base import CgroupLimits
+
+from engine.container.spec import DEFAULT_CAPABILITIES, Mount, Rlimit
+
+__all__ = ["ContainerConfig"]
+
+
+@dataclass(frozen=True)
+class ContainerConfig:
+    """A container to create. `layers`: the image's layer directories, lowest first.
+    `network`: "none" (own namespace, loopback only), "host", or a path to a network
+    namespace to join (/proc/PID/ns/net). `files`: generated files, container path → host path."""
+
+    id: str
+    image_id: str
+    layers: tuple[str, ...]
+    argv: tuple[str, ...]
+    group: str = ""  # the supervisor that watches it (one per stack)
+    env: tuple[str, ...] = ()
+    working_dir: str = "/"
+    user: str = ""
+    group_add: tuple[str, ...] = ()
+    hostname: str = ""
+    domainname: str = ""
+    mounts: tuple[Mount, ...] = ()
+    files: tuple[tuple[str, str], ...] = ()
+    capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
+    no_new_privileges: bool = True
+    seccomp: bool = True
+    read_only: bool = False
+    shm_size: int = 64 << 20
+    rlimits: tuple[Rlimit, ...] = ()
+    sysctls: tuple[tuple[str, str], ...] = ()
+    limits: CgroupLimits = field(default_factory=CgroupLimits)
+    network: str = "none"
+    ipc_host: bool = False
+    pid_host: bool = False
+    tty: bool = False
+    stop_signal: str = "SIGTERM"
+    stop_grace_period: float = 10.0
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), indent=1).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> ContainerConfig:
+        doc: dict[str, Any] = json.loads(data)
+        doc["mounts"] = tuple(Mount(**m) for m in doc["mounts"])
+        doc["rlimits"] = tuple(Rlimit(**r) for r in doc["rlimits"])
+        doc["limits"] = CgroupLimits(**doc["limits"])
+        for key in ("files", "sysctls", "labels"):
+            doc[key] = tuple(tuple(pair) for pair in doc[key])
+        for key in ("layers", "argv", "env", "group_add", "capabilities"):
+            doc[key] = tuple(doc[key])
+        return cls(**doc)

@@ -1,0 +1,515 @@
+"""Containers on this host, one directory each under `ROOT/containers`: create, start, stop,
+kill, pause, remove, inspect. The kernel is the truth: a container runs when its recorded pid
+exists with its recorded start time; how it ended is what its shim wrote.
+
+Directory of a container: config.json, image-id, rootfs/ (upper, work, merged), stdout and
+stderr (its raw output, appended by the container), state.json (pid, start time, shim pid,
+start date), exit (written by the shim: code, signal, OOM kills, date), lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import json
+import os
+import select
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from engine.cgroups.base import CgroupDriver
+
+from engine.container.config import ContainerConfig
+from engine.container.launch import ContainerError, launch, start_time
+from engine.container.spec import Spec
+from engine.container.users import resolve_identity
+from engine.linux import pidfd_open, pidfd_send_signal
+from engine.rootfs import Rootfs
+
+__all__ = ["Container", "ContainerError", "Runtime", "State"]
+
+_DEFAULT_PATH: Final = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_ID_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+@dataclass(frozen=True)
+class State:
+    """What a container is doing now: created, running, paused or exited."""
+
+    status: str
+    pid: int = 0
+    exit_code: int | None = None
+    signal: int = 0
+    oom_killed: bool = False
+    started_at: str = ""
+    finished_at: str = ""
+
+
+@dataclass(frozen=True)
+class Container:
+    id: str
+    config: ContainerConfig
+    state: State
+    directory: Path
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class Runtime:
+    """The containers kept under `root` (the state root), with `cgroups` as the cgroup driver
+    and `cgroup_parent` as the group every container's group is made in."""
+
+    def __init__(self, root: Path, cgroups: CgroupDriver, cgroup_parent: str = "composer") -> None:
+        self.root = root
+        self.containers = root / "containers"
+        self.containers.mkdir(parents=True, exist_ok=True)
+        self.cgroups = cgroups
+        self.cgroup_parent = cgroup_parent
+
+    def _dir(self, container_id: str) -> Path:
+        if not container_id or not set(container_id) <= _ID_CHARS or container_id[0] in ".-":
+            raise ContainerError(f"invalid container name {container_id!r}")
+        return self.containers / container_id
+
+    def _cgroup(self, container_id: str) -> str:
+        return f"{self.cgroup_parent}/{container_id}"
+
+    @contextlib.contextmanager
+    def _locked(self, container_id: str) -> Iterator[Path]:
+        directory = self._dir(container_id)
+        if not (directory / "config.json").exists():
+            raise ContainerError(f"no such container: {container_id}")
+        fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield directory
+        finally:
+            os.close(fd)
+
+    # -- observing ---------------------------------------------------------------------------
+
+    def ids(self) -> list[str]:
+        return sorted(p.parent.name for p in self.containers.glob("*/config.json"))
+
+    def get(self, container_id: str) -> Container:
+        directory = self._dir(container_id)
+        try:
+            config = ContainerConfig.from_json((directory / "config.json").read_bytes())
+        except FileNotFoundError:
+            raise ContainerError(f"no such container: {container_id}") from None
+        return Container(container_id, config, self._observe(container_id, directory), directory)
+
+    def _observe(self, container_id: str, directory: Path) -> State:
+        try:
+            record = json.loads((directory / "state.json").read_bytes())
+        except FileNotFoundError:
+            return State("created")
+        pid = int(record["pid"])
+        ended = self._exit(directory)
+        if ended is None and start_time(pid) == record["start_time"]:
+            status = "running"
+            with contextlib.suppress(Exception):
+                if self.cgroups.frozen(self._cgroup(container_id)):
+                    status = "paused"
+            return State(status, pid, started_at=record["started_at"])
+        if ended is None:  # gone, and its shim too (killed, or the host rebooted)
+            return State("exited", 0, None, started_at=record["started_at"])
+        code, sig, oom, finished = ended
+        return State("exited", 0, code, sig, oom > 0, record["started_at"], finished)
+
+    @staticmethod
+    def _exit(directory: Path) -> tuple[int, int, int, str] | None:
+        try:
+            code, sig, oom, when = (directory / "exit").read_text().split()
+        except (FileNotFoundError, ValueError):
+            return None
+        finished = datetime.datetime.fromtimestamp(int(when), datetime.UTC).isoformat()
+        return int(code), int(sig), int(oom), finished.replace("+00:00", "Z")
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def create(self, config: ContainerConfig) -> Container:
+        """Make the container's directory, root filesystem and cgroup; it does not run yet."""
+        directory = self._dir(config.id)
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            raise ContainerError(f"container {config.id} already exists") from None
+        try:
+            (directory / "image-id").write_text(config.image_id + "\n")
+            Rootfs(directory / "rootfs").mount(
+                [Path(p) for p in config.layers],
+                read_only=False,
+                files={target: Path(source) for target, source in config.files},
+            )
+            merged = Rootfs(directory / "rootfs").merged
+            for mount in config.mounts:
+                if mount.seed:
+                    seed_volume(str(merged), mount.target, Path(mount.source))
+            self.cgroups.create(self._cgroup(config.id), config.limits)
+            _write_atomic(directory / "config.json", config.to_json())
+        except BaseException:
+            Rootfs(directory / "rootfs").remove()
+            with contextlib.suppress(Exception):
+                self.cgroups.remove(self._cgroup(config.id))
+            import shutil
+
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        return self.get(config.id)
+
+    def start(self, container_id: str, before_start: object = None) -> Container:
+        """Run the container's process (again, after it exited: its writable layer is kept)."""
+        with self._locked(container_id) as directory:
+            current = self._observe(container_id, directory)
+            if current.status in ("running", "paused"):
+                return self.get(container_id)
+            config = ContainerConfig.from_json((directory / "config.json").read_bytes())
+            rootfs = Rootfs(directory / "rootfs")
+            merged = rootfs.mount(
+                [Path(p) for p in config.layers],
+                files={target: Path(source) for target, source in config.files},
+            )
+            spec, handles = self._opened_sources(self._spec(config, str(merged)))
+            (directory / "exit").unlink(missing_ok=True)
+            (directory / "state.json").unlink(missing_ok=True)
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+            out = os.open(directory / "stdout", flags, 0o640)
+            err = os.open(directory / "stderr", flags, 0o640)
+            try:
+                started = launch(
+                    spec,
+                    exit_file=directory / "exit",
+                    oom_file=self.cgroups.oom_file(self._cgroup(container_id)),
+                    stdout=out,
+                    stderr=err,
+                    before_start=before_start,  # type: ignore[arg-type]
+                    pass_fds=handles,
+                )
+            finally:
+                for fd in (out, err, *handles):
+                    os.close(fd)
+            record = {
+                "pid": started.pid,
+                "start_time": started.start_time,
+                "shim_pid": started.shim_pid,
+                "started_at": _now(),
+            }
+            _write_atomic(directory / "state.json", json.dumps(record).encode())
+        return self.get(container_id)
+
+    def _spec(self, config: ContainerConfig, merged: str) -> Spec:
+        identity = resolve_identity(merged, config.user, config.group_add)
+        env = list(config.env)
+        names = {item.split("=", 1)[0] for item in env}
+        if "PATH" not in names:
+            env.insert(0, _DEFAULT_PATH)
+        if "HOSTNAME" not in names and config.hostname:
+            env.append(f"HOSTNAME={config.hostname}")
+        if "HOME" not in names:
+            env.append(f"HOME={identity.home or '/'}")
+        namespaces = ["mnt", "pid", "uts", "ipc", "cgroup", "net"]
+        if config.network == "host":
+            namespaces.remove("net")
+        if config.ipc_host:
+            namespaces.remove("ipc")
+        if config.pid_host:
+            namespaces.remove("pid")
+        seccomp = b""
+        if config.seccomp:
+            from engine.seccomp import default_filter
+
+            seccomp = default_filter(frozenset(config.capabilities))
+        return Spec(
+            id=config.id,
+            rootfs=merged,
+            argv=config.argv,
+            env=tuple(env),
+            cwd=config.working_dir or "/",
+            uid=identity.uid,
+            gid=identity.gid,
+            groups=identity.groups,
+            hostname=config.hostname,
+            domainname=config.domainname,
+            namespaces=tuple(namespaces),
+            join_net=config.network if config.network.startswith("/") else "",
+            mounts=config.mounts,
+            capabilities=config.capabilities,
+            no_new_privileges=config.no_new_privileges,
+            seccomp=seccomp,
+            rlimits=config.rlimits,
+            sysctls=config.sysctls,
+            cgroup_files=tuple(str(p) for p in self.cgroups.join_files(self._cgroup(config.id))),
+            read_only=config.read_only,
+            shm_size=config.shm_size,
+            tty=config.tty,
+        )
+
+    @staticmethod
+    def _opened_sources(spec: Spec) -> tuple[Spec, tuple[int, ...]]:
+        """Open every bind source now and hand the init the handles: a source replaced by a
+        symlink while the container is set up cannot redirect the mount."""
+        import dataclasses
+
+        mounts, handles = [], []
+        try:
+            for mount in spec.mounts:
+                if mount.kind != "bind" or mount.source.startswith("fd:"):
+                    mounts.append(mount)
+                    continue
+                try:
+                    fd = os.open(mount.source, os.O_PATH | os.O_CLOEXEC)
+                except OSError as exc:
+                    raise ContainerError(
+                        f"bind mount source {mount.source}: {exc.strerror}"
+                    ) from exc
+                handles.append(fd)
+                mounts.append(dataclasses.replace(mount, source=f"fd:{fd}"))
+        except BaseException:
+            for fd in handles:
+                os.close(fd)
+            raise
+        return dataclasses.replace(spec, mounts=tuple(mounts)), tuple(handles)
+
+    def _pidfd(self, container_id: str, directory: Path) -> int | None:
+        """A pidfd on the running container's first process (never on a reused pid)."""
+        try:
+            record = json.loads((directory / "state.json").read_bytes())
+        except FileNotFoundError:
+            return None
+        try:
+            fd = pidfd_open(int(record["pid"]))
+        except OSError:
+            return None
+        if start_time(int(record["pid"])) != record["start_time"]:
+            os.close(fd)
+            return None
+        return fd
+
+    def pidfd(self, container_id: str) -> int | None:
+        """A pidfd on the container's first process while it runs (the caller closes it)."""
+        return self._pidfd(container_id, self._dir(container_id))
+
+    def kill(self, container_id: str, sig: int = signal.SIGKILL) -> None:
+        with self._locked(container_id) as directory:
+            fd = self._pidfd(container_id, directory)
+            if fd is None:
+                raise ContainerError(f"container {container_id} is not running")
+            try:
+                pidfd_send_signal(fd, sig)
+            finally:
+                os.close(fd)
+
+    def stop(self, container_id: str, timeout: float | None = None) -> Container:
+        """Send the stop signal, then SIGKILL after the grace period; wait until it ended."""
+        with self._locked(container_id) as directory:
+            config = ContainerConfig.from_json((directory / "config.json").read_bytes())
+            fd = self._pidfd(container_id, directory)
+            if fd is not None:
+                try:
+                    if self._observe(container_id, directory).status == "paused":
+                        self.cgroups.thaw(self._cgroup(container_id))
+                    grace = config.stop_grace_period if timeout is None else timeout
+                    pidfd_send_signal(fd, _signal_number(config.stop_signal))
+                    if not select.select([fd], [], [], grace)[0]:
+                        self.cgroups.kill(self._cgroup(container_id))
+                        pidfd_send_signal(fd, signal.SIGKILL)
+                        select.select([fd], [], [], 10)
+                finally:
+                    os.close(fd)
+                self._await_exit_record(directory)
+        return self.get(container_id)
+
+    def _await_exit_record(self, directory: Path, timeout: float = 5.0) -> None:
+        """The shim writes the exit record just after the process ends; reap the shim if it is
+        ours."""
+        deadline = time.monotonic() + timeout
+        while not (directory / "exit").exists() and time.monotonic() < deadline:
+            time.sleep(0.002)
+        with contextlib.suppress(FileNotFoundError, ValueError, ChildProcessError, KeyError):
+            shim = int(json.loads((directory / "state.json").read_bytes())["shim_pid"])
+            os.waitpid(shim, os.WNOHANG)
+
+    def wait(self, container_id: str, timeout: float | None = None) -> State:
+        """Block until the container's process ends (or `timeout`); its state then."""
+        directory = self._dir(container_id)
+        fd = self._pidfd(container_id, directory)
+        if fd is not None:
+            try:
+                select.select([fd], [], [], timeout)
+            finally:
+                os.close(fd)
+            self._await_exit_record(directory)
+        return self._observe(container_id, directory)
+
+    def exec(
+        self,
+        container_id: str,
+        argv: tuple[str, ...],
+        *,
+        env: tuple[str, ...] = (),
+        user: str | None = None,
+        working_dir: str | None = None,
+        stdin: int | None = None,
+        stdout: int | None = None,
+        stderr: int | None = None,
+    ) -> int:
+        """Run `argv` inside the running container (its namespaces, cgroup, user,
+        capabilities and seccomp filter) with the given stdio (default: ours); its exit code."""
+        import subprocess
+        import sys
+
+        from engine.container.launch import INIT
+
+        document = self._exec_spec(container_id, argv, env, user, working_dir)
+        read, write = os.pipe()
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-S", "-I", str(INIT), "exec", str(read)],
+                pass_fds=(read,),
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+            )
+        finally:
+            os.close(read)
+        with os.fdopen(write, "wb") as f:
+            f.write(document)
+        return process.wait()
+
+    def _exec_spec(
+        self,
+        container_id: str,
+        argv: tuple[str, ...],
+        env: tuple[str, ...],
+        user: str | None,
+        working_dir: str | None,
+    ) -> bytes:
+        directory = self._dir(container_id)
+        container = self.get(container_id)
+        if container.state.status != "running":
+            raise ContainerError(f"container {container_id} is not running")
+        config = container.config
+        merged = str(Rootfs(directory / "rootfs").merged)
+        spec = self._spec(config, merged)
+        if user is not None:
+            identity = resolve_identity(merged, user, config.group_add)
+            spec_uid, spec_gid, spec_groups = identity.uid, identity.gid, identity.groups
+        else:
+            spec_uid, spec_gid, spec_groups = spec.uid, spec.gid, spec.groups
+        merged_env = dict(i.split("=", 1) if "=" in i else (i, "") for i in spec.env)
+        merged_env.update(i.split("=", 1) if "=" in i else (i, "") for i in env)
+        document = json.loads(spec.to_json())
+        document.update(
+            pid=container.state.pid,
+            argv=list(argv),
+            env=[f"{k}={v}" for k, v in merged_env.items()],
+            cwd=working_dir or config.working_dir or "/",
+            uid=spec_uid,
+            gid=spec_gid,
+            groups=list(spec_groups),
+        )
+        import sys
+
+        from engine.container.launch import INIT
+
+        return [sys.executable, "-S", "-I", str(INIT), "exec", "3"], json.dumps(document).encode()
+
+    def pause(self, container_id: str) -> None:
+        with self._locked(container_id):
+            self.cgroups.freeze(self._cgroup(container_id))
+
+    def unpause(self, container_id: str) -> None:
+        with self._locked(container_id):
+            self.cgroups.thaw(self._cgroup(container_id))
+
+    def remove(self, container_id: str, force: bool = False) -> None:
+        """Delete the container: its writable layer, cgroup and directory."""
+        directory = self._dir(container_id)
+        if not directory.exists():
+            return
+        state = self._observe(container_id, directory)
+        if state.status in ("running", "paused"):
+            if not force:
+                raise ContainerError(
+                    f"container {container_id} is running: stop it first, or force the removal"
+                )
+            self.stop(container_id, timeout=0)
+        Rootfs(directory / "rootfs").remove()
+        self.cgroups.remove(self._cgroup(container_id))
+        import shutil
+
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def seed_volume(rootfs: str, target: str, volume: Path) -> None:
+    """Copy what the image holds at `target` into the new, empty volume directory, as Docker
+    does on first use: files, directories and symlinks with their owners, modes and times.
+    `target` is resolved inside the root filesystem; nothing outside it is read."""
+    import shutil
+    import stat as st
+
+    from engine.linux import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
+
+    root = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = openat2(
+            root,
+            target.strip("/"),
+            os.O_PATH | os.O_DIRECTORY,
+            0,
+            RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+        )
+    except OSError:
+        return  # nothing there in the image: the volume starts empty
+    finally:
+        os.close(root)
+    try:
+        source = f"/proc/self/fd/{fd}"
+        info = os.stat(source)
+        os.chown(volume, info.st_uid, info.st_gid)
+        os.chmod(volume, st.S_IMODE(info.st_mode))
+        for dirpath, dirs, files in os.walk(source):  # os.walk does not follow symlinks
+            rel = os.path.relpath(dirpath, source)
+            for name in [*dirs, *files]:
+                src = os.path.join(dirpath, name)
+                dst = volume / rel / name
+                meta = os.lstat(src)
+                if st.S_ISLNK(meta.st_mode):
+                    os.symlink(os.readlink(src), dst)
+                elif st.S_ISDIR(meta.st_mode):
+                    dst.mkdir()
+                elif st.S_ISREG(meta.st_mode):
+                    shutil.copyfile(src, dst, follow_symlinks=False)
+                else:
+                    continue  # devices and sockets are not copied
+                os.lchown(dst, meta.st_uid, meta.st_gid)
+                if not st.S_ISLNK(meta.st_mode):
+                    shutil.copystat(src, dst, follow_symlinks=False)
+    finally:
+        os.close(fd)
+
+
+def _signal_number(name: str) -> int:
+    text = name.upper()
+    if text.isdigit():
+        return int(text)
+    if not text.startswith("SIG"):
+        text = "SIG" + text
+    try:
+        return int(signal.Signals[text])
+    except KeyError:
+        raise ContainerError(f"unknown signal {name!r}") from None

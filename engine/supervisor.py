@@ -1,0 +1,171 @@
+"""The supervisor of a group of containers (a stack): a long-running process that moves their
+output into their logs and notices when they end, the moment they end (pidfd), whoever started
+them. One per group, at most: a second one exits at once. Killed, it loses nothing: containers
+keep running (their shims wait for them and record how they end), their output waits in their
+raw files, and the next supervisor adopts them by pid and start time.
+
+Run: `python -m engine.supervisor STATE_ROOT GROUP` (start it with `ensure_supervisor`). It
+writes what it sees to `STATE_ROOT/run/GROUP.events` (JSON lines) and exits once its group
+has had no running container for `idle` seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import json
+import os
+import select
+import sys
+import time
+from pathlib import Path
+from typing import Final
+
+__all__ = ["Supervisor", "ensure_supervisor", "supervisor_pid"]
+
+_PUMP_INTERVAL: Final = 0.25
+
+
+def _run_dir(root: Path) -> Path:
+    path = root / "run"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def supervisor_pid(root: Path, group: str) -> int | None:
+    """The pid of the group's running supervisor, if there is one."""
+    lock = _run_dir(root) / f"{group}.lock"
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        with contextlib.suppress(ValueError, OSError):
+            return int(os.pread(fd, 32, 0).decode().strip() or 0) or None
+        return None
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def ensure_supervisor(root: Path, group: str) -> int:
+    """Start the group's supervisor unless it runs; its pid. It is not our child for long: it
+    runs in its own session and outlives the caller."""
+    running = supervisor_pid(root, group)
+    if running is not None:
+        return running
+    log = os.open(_run_dir(root) / f"{group}.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    try:
+        pid = os.posix_spawn(
+            sys.executable,
+            [sys.executable, "-m", "engine.supervisor", str(root), group],
+            dict(os.environ),
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, log, 1),
+                (os.POSIX_SPAWN_DUP2, log, 2),
+            ],
+            setsid=True,
+        )
+    finally:
+        os.close(log)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        running = supervisor_pid(root, group)
+        if running is not None:
+            return running
+        with contextlib.suppress(ChildProcessError):
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+        time.sleep(0.01)
+    raise RuntimeError(f"the supervisor of {group} did not start (see {root}/run/{group}.log)")
+
+
+class Supervisor:
+    """Watches the containers of `group` under `root`."""
+
+    def __init__(self, root: Path, group: str, idle: float = 30.0) -> None:
+        from engine.cgroups import detect
+        from engine.container.runtime import Runtime
+
+        self.root = root
+        self.group = group
+        self.idle = idle
+        self.runtime = Runtime(root, detect())
+        self._watched: dict[int, str] = {}  # pidfd → container id
+        self._events = _run_dir(root) / f"{group}.events"
+
+    def _event(self, kind: str, container_id: str, **details: object) -> None:
+        when = datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
+        line = json.dumps({"time": when, "event": kind, "container": container_id, **details})
+        with open(self._events, "a") as f:
+            f.write(line + "\n")
+
+    def _members(self) -> list[str]:
+        members = []
+        for container_id in self.runtime.ids():
+            with contextlib.suppress(Exception):
+                if self.runtime.get(container_id).config.group == self.group:
+                    members.append(container_id)
+        return members
+
+    def _adopt(self) -> None:
+        """Watch every running member not watched yet (new ones, or after a restart)."""
+        watched = set(self._watched.values())
+        for container_id in self._members():
+            if container_id in watched:
+                continue
+            fd = self.runtime.pidfd(container_id)
+            if fd is not None:
+                self._watched[fd] = container_id
+                self._event("watch", container_id)
+
+    def _ended(self, fd: int) -> None:
+        container_id = self._watched.pop(fd)
+        os.close(fd)
+        state = self.runtime.wait(container_id, 5)
+        with contextlib.suppress(Exception):
+            from engine.container.logs import pump
+
+            pump(self.runtime.containers / container_id, final=True)
+        self._event(
+            "exit",
+            container_id,
+            exit_code=state.exit_code,
+            signal=state.signal,
+            oom_killed=state.oom_killed,
+        )
+
+    def run(self) -> None:
+        from engine.container.logs import pump
+
+        lock = os.open(_run_dir(self.root) / f"{self.group}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # another supervisor has the group
+        os.ftruncate(lock, 0)
+        os.pwrite(lock, str(os.getpid()).encode(), 0)
+        quiet_since = time.monotonic()
+        while True:
+            self._adopt()
+            ready, _, _ = select.select(list(self._watched), [], [], _PUMP_INTERVAL)
+            for fd in ready:
+                self._ended(fd)
+            for container_id in list(self._watched.values()):
+                with contextlib.suppress(OSError):
+                    pump(self.runtime.containers / container_id)
+            if self._watched:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since > self.idle:
+                return
+
+
+if __name__ == "__main__":
+    Supervisor(Path(sys.argv[1]), sys.argv[2]).run()

@@ -1,0 +1,60 @@
+"""Containers for the runtime tests: a busybox image in the test's own state root, a runtime
+with its own cgroup parent, and every container removed afterwards, whatever happened."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.cgroups import detect
+from engine.container.config import ContainerConfig
+from engine.container.runtime import Runtime
+from engine.images.archive import ConfigChanges, import_rootfs
+from engine.images.reference import parse_reference
+from engine.images.store import Image, ImageStore
+from tests.images.conftest import busybox_dir, busybox_tar  # noqa: F401 - shared fixtures
+
+Make = Callable[..., ContainerConfig]
+
+
+@pytest.fixture
+def state_root(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def runtime(state_root: Path) -> Iterator[Runtime]:
+    parent = f"composer-test-{secrets.token_hex(4)}"
+    made = Runtime(state_root, detect(), cgroup_parent=parent)
+    yield made
+    for container_id in made.ids():
+        made.remove(container_id, force=True)
+    made.cgroups.remove(parent)
+
+
+@pytest.fixture
+def busybox(state_root: Path, busybox_tar: Path) -> tuple[ImageStore, Image]:  # noqa: F811
+    store = ImageStore(state_root / "images")
+    image = import_rootfs(store, busybox_tar, parse_reference("busybox:test"), ConfigChanges())
+    return store, image
+
+
+@pytest.fixture
+def make(busybox: tuple[ImageStore, Image]) -> Make:
+    """make("sh", "-c", "…", **ContainerConfig fields) → a config with a fresh id."""
+    store, image = busybox
+
+    def _make(*argv: str, **fields: Any) -> ContainerConfig:
+        return ContainerConfig(
+            id=fields.pop("id", f"c-{secrets.token_hex(4)}"),
+            image_id=image.id,
+            layers=tuple(str(store.layer_link(layer.diff_id)) for layer in image.layers),
+            argv=argv,
+            **fields,
+        )
+
+    return _make

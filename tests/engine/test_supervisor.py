@@ -1,0 +1,81 @@
+"""The supervisor of a group: it logs and notices exits of containers it did not start, and a
+new one adopts running containers after the old one was killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.container.logs import read_log
+from engine.container.runtime import Runtime
+from engine.supervisor import ensure_supervisor, supervisor_pid
+from tests.engine.conftest import Make
+
+pytestmark = pytest.mark.kernel
+
+
+@pytest.fixture
+def group(runtime: Runtime) -> Iterator[str]:
+    name = f"g{os.getpid()}"
+    yield name
+    pid = supervisor_pid(runtime.root, name)
+    if pid is not None:
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(100):
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    break
+            except ChildProcessError:
+                break
+            time.sleep(0.01)
+
+
+def events(runtime: Runtime, group: str) -> list[dict[str, object]]:
+    path = runtime.root / "run" / f"{group}.events"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def until(condition, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_killed_supervisor_containers_keep_running_and_a_new_one_records_later_exits(runtime: Runtime, make: Make, group: str) -> None:
+    configs = [make("sh", "-c", f"echo hello {n}; exec sleep 60", group=group) for n in range(10)]
+    for config in configs:
+        runtime.create(config)
+        runtime.start(config.id)
+    first = ensure_supervisor(runtime.root, group)
+    assert until(lambda: sum(e["event"] == "watch" for e in events(runtime, group)) == 10)
+    os.kill(first, signal.SIGKILL)
+    os.waitpid(first, 0)
+    assert all(runtime.get(c.id).state.status == "running" for c in configs)
+    pids = [runtime.get(c.id).state.pid for c in configs]
+
+    second = ensure_supervisor(runtime.root, group)
+    assert second != first
+    assert until(lambda: sum(e["event"] == "watch" for e in events(runtime, group)) == 20)
+    assert [runtime.get(c.id).state.pid for c in configs] == pids  # adopted, not restarted
+    os.kill(pids[3], signal.SIGKILL)
+    assert until(lambda: any(e["event"] == "exit" for e in events(runtime, group)))
+    [ended] = [e for e in events(runtime, group) if e["event"] == "exit"]
+    assert ended["container"] == configs[3].id and ended["exit_code"] == 137
+    assert until(lambda: [l.text for l in read_log(runtime.containers / configs[0].id)] == ["hello 0\n"])
+
+
+def test_only_one_supervisor_runs_per_group(runtime: Runtime, make: Make, group: str) -> None:
+    config = make("sleep", "30", group=group)
+    runtime.create(config)
+    runtime.start(config.id)
+    first = ensure_supervisor(runtime.root, group)
+    assert ensure_supervisor(runtime.root, group) == first
