@@ -12,13 +12,13 @@ from __future__ import annotations
 import errno
 import os
 import resource
-import shutil
 import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
 from engine.errors import MountError
+from engine.images.unpack import discard_tree, remove_tree
 from engine.linux import (
     MNT_DETACH,
     MS_BIND,
@@ -138,7 +138,7 @@ class Rootfs:
                 st = os.stat(name, dir_fd=parent, follow_symlinks=False)
                 if not stat.S_ISREG(st.st_mode):
                     if stat.S_ISDIR(st.st_mode):
-                        shutil.rmtree(name, dir_fd=parent)
+                        remove_tree(Path(f"/proc/self/fd/{parent}") / name)
                     else:
                         os.unlink(name, dir_fd=parent)
                     raise FileNotFoundError
@@ -196,4 +196,4 @@ class Rootfs:
     def remove(self) -> None:
         """Unmount and delete the container's writable layer."""
         self.unmount()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        discard_tree(self.directory)

@@ -28,6 +28,7 @@ from engine.container.config import ContainerConfig
 from engine.container.launch import ContainerError, launch, start_time
 from engine.container.spec import Spec
 from engine.container.users import resolve_identity
+from engine.images.unpack import discard_tree
 from engine.linux import pidfd_open, pidfd_send_signal
 from engine.rootfs import Rootfs
 
@@ -165,9 +166,8 @@ class Runtime:
             Rootfs(directory / "rootfs").remove()
             with contextlib.suppress(Exception):
                 self.cgroups.remove(self._cgroup(config.id))
-            import shutil
 
-            shutil.rmtree(directory, ignore_errors=True)
+            discard_tree(directory)
             raise
         return self.get(config.id)
 
@@ -410,8 +410,8 @@ class Runtime:
             spec_uid, spec_gid, spec_groups = identity.uid, identity.gid, identity.groups
         else:
             spec_uid, spec_gid, spec_groups = spec.uid, spec.gid, spec.groups
-        merged_env = dict(i.split("=", 1) if "=" in i else (i, "") for i in spec.env)
-        merged_env.update(i.split("=", 1) if "=" in i else (i, "") for i in env)
+        merged_env = dict(i.partition("=")[::2] for i in spec.env)
+        merged_env.update(i.partition("=")[::2] for i in env)
         document = json.loads(spec.to_json())
         document.update(
             pid=container.state.pid,
@@ -422,11 +422,7 @@ class Runtime:
             gid=spec_gid,
             groups=list(spec_groups),
         )
-        import sys
-
-        from engine.container.launch import INIT
-
-        return [sys.executable, "-S", "-I", str(INIT), "exec", "3"], json.dumps(document).encode()
+        return json.dumps(document).encode()
 
     def pause(self, container_id: str) -> None:
         with self._locked(container_id):
@@ -450,9 +446,8 @@ class Runtime:
             self.stop(container_id, timeout=0)
         Rootfs(directory / "rootfs").remove()
         self.cgroups.remove(self._cgroup(container_id))
-        import shutil
 
-        shutil.rmtree(directory, ignore_errors=True)
+        discard_tree(directory)
 
 
 def seed_volume(rootfs: str, target: str, volume: Path) -> None:

@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import secrets
-import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from engine.images.manifest import (
     parse_manifest,
 )
 from engine.images.reference import Reference, parse_reference
-from engine.images.unpack import unpack_layer
+from engine.images.unpack import discard_tree, unpack_layer
 
 __all__ = ["Image", "ImageStore", "Layer", "PartialBlob", "PruneReport"]
 
@@ -302,12 +301,12 @@ class ImageStore:
                 if not self.has_layer(stats.diff_id):
                     raise
                 link.unlink(missing_ok=True)
-                shutil.rmtree(tmp, ignore_errors=True)
+                discard_tree(tmp)
             return stats.diff_id
         except BaseException:
             if link is not None:
                 link.unlink(missing_ok=True)
-            shutil.rmtree(tmp, ignore_errors=True)
+            discard_tree(tmp)
             raise
 
     def _new_link(self, target: str) -> Path:
@@ -541,12 +540,12 @@ class ImageStore:
             if layer.name in keep_layers:
                 continue
             if layer.name.startswith(".tmp-"):
-                shutil.rmtree(layer, ignore_errors=True)
+                discard_tree(layer)
                 continue
             reclaimed += self.layer_size("sha256:" + layer.name)
             with contextlib.suppress(FileNotFoundError):
                 (self._links / (layer / "link").read_text()).unlink(missing_ok=True)
-            shutil.rmtree(layer, ignore_errors=True)
+            discard_tree(layer)
             layers += 1
         for blob in self._blobs.iterdir():
             if blob.name not in keep_blobs:

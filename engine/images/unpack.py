@@ -9,24 +9,31 @@ a 0/0 character device, `.wh..wh..opq` the `trusted.overlay.opaque` attribute.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import errno
 import gzip
 import hashlib
 import io
 import os
-import shutil
 import stat
 import tarfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Final, Protocol, cast
+from typing import IO, Final, Protocol, Self, cast
 
 from engine.errors import LayerError
 from engine.linux import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
 
-__all__ = ["LayerStats", "decompressed", "unpack_layer"]
+__all__ = [
+    "LayerStats",
+    "decompressed",
+    "discard_tree",
+    "remove_tree",
+    "unpack_layer",
+]
 
 WHITEOUT_PREFIX: Final = ".wh."
 OPAQUE_MARKER: Final = ".wh..wh..opq"
@@ -37,6 +44,13 @@ _GZIP_MAGIC: Final = b"\x1f\x8b"
 _ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
 _DIR_FD_CACHE: Final = 128
 _RESOLVE: Final = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
+_ZSTD_FRAME: Final = 0xFD2FB528
+_ZSTD_SKIPPABLE: Final = 0x184D2A50  # the low four bits are free
+# What tarfile raises at the end of an archive: a zero block, or no data at a block boundary.
+_END_OF_ARCHIVE: Final[tuple[type[Exception], ...]] = (
+    tarfile.EOFHeaderError,  # type: ignore[attr-defined]
+    tarfile.EmptyHeaderError,  # type: ignore[attr-defined]
+)
 
 
 class Readable(Protocol):
@@ -81,13 +95,99 @@ def decompressed(stream: Readable) -> Readable:
     if head[:2] == _GZIP_MAGIC:
         return gzip.GzipFile(fileobj=rest, mode="rb")
     if head == _ZSTD_MAGIC:
+        return _Zstd(rest)
+    return rest
+
+
+class _Zstd(io.RawIOBase):
+    """A zstd stream decompressed, that fails when the stream is cut inside a frame (the
+    decompressor itself just stops there, as if the data had ended)."""
+
+    def __init__(self, source: Readable) -> None:
         import zstandard  # only layers compressed with zstd pay for the import
 
-        return cast(
-            Readable,
-            zstandard.ZstdDecompressor().stream_reader(cast(IO[bytes], rest), read_size=_CHUNK),
+        self._frames = _ZstdFrames()
+        self._reader = zstandard.ZstdDecompressor().stream_reader(
+            cast(IO[bytes], _Observed(source, self._frames.feed)), read_size=_CHUNK
         )
-    return rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        n = self._reader.readinto(buffer)
+        if not n and len(buffer) and not self._frames.whole:
+            raise EOFError("the zstd stream ends inside a frame")
+        return n
+
+
+class _Observed:
+    """A stream whose bytes are shown to `see` as they are read."""
+
+    def __init__(self, inner: Readable, see: Callable[[bytes], None]) -> None:
+        self._inner = inner
+        self._see = see
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._inner.read(size)
+        self._see(data)
+        return data
+
+
+class _ZstdFrames:
+    """Follows the layout of a zstd stream (RFC 8878) as its bytes go by, passing over block
+    contents unread, to tell a stream that ends between frames from one cut inside a frame."""
+
+    def __init__(self) -> None:
+        self._field = bytearray()  # the bytes read so far of the field being read
+        self._want = 4  # its length
+        self._step = "magic"  # what it is: a magic number, a frame header byte, a block header
+        self._skip = 0  # bytes to pass over before the next field
+        self._checksum = 0  # bytes of checksum after the last block of the current frame
+
+    @property
+    def whole(self) -> bool:
+        return self._step == "magic" and not self._field and not self._skip
+
+    def feed(self, data: bytes) -> None:
+        pos, end = 0, len(data)
+        while pos < end:
+            if self._skip:
+                n = min(self._skip, end - pos)
+                self._skip -= n
+                pos += n
+                continue
+            n = min(self._want - len(self._field), end - pos)
+            self._field += data[pos : pos + n]
+            pos += n
+            if len(self._field) == self._want:
+                value = int.from_bytes(self._field, "little")
+                self._field.clear()
+                self._next(value)
+
+    def _next(self, value: int) -> None:
+        if self._step == "magic":
+            if value == _ZSTD_FRAME:
+                self._step, self._want = "descriptor", 1
+            elif value & ~0xF == _ZSTD_SKIPPABLE:
+                self._step, self._want = "skippable", 4
+            else:
+                raise ValueError("the zstd stream holds something that is not a zstd frame")
+        elif self._step == "skippable":  # its length, then that many bytes
+            self._skip, self._step, self._want = value, "magic", 4
+        elif self._step == "descriptor":  # the frame header descriptor, then the rest of it
+            single_segment = value & 0x20
+            content_size = (1 if single_segment else 0, 2, 4, 8)[value >> 6]
+            window = 0 if single_segment else 1
+            self._skip = window + (0, 1, 2, 4)[value & 3] + content_size
+            self._checksum = 4 if value & 0x04 else 0
+            self._step, self._want = "block", 3
+        else:  # a block header: last-block bit, type, size; an RLE block holds one byte
+            kind, size = (value >> 1) & 3, value >> 3
+            self._skip = 1 if kind == 1 else size
+            if value & 1:
+                self._skip += self._checksum
+                self._step, self._want = "magic", 4
 
 
 class _Prefixed(io.RawIOBase):
@@ -120,6 +220,21 @@ class _Prefixed(io.RawIOBase):
         return self._tail.read(size)
 
 
+class _StrictTarInfo(tarfile.TarInfo):
+    """tarfile takes a header it cannot read (cut short, a bad checksum, garbage) for the end of
+    the archive unless it is the first one, so a layer cut or damaged there would unpack as if
+    complete. Here only a zero block, or the data ending at a block boundary, ends it."""
+
+    @classmethod
+    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> Self:
+        try:
+            return super().fromtarfile(tarfile_)
+        except _END_OF_ARCHIVE:
+            raise
+        except tarfile.HeaderError as exc:
+            raise tarfile.ReadError(f"bad header at byte {tarfile_.offset}: {exc}") from exc
+
+
 def unpack_layer(stream: Readable, dest: Path, *, what: str) -> LayerStats:
     """Unpack the (possibly compressed) layer archive `stream` into the empty directory `dest`.
 
@@ -130,25 +245,101 @@ def unpack_layer(stream: Readable, dest: Path, *, what: str) -> LayerStats:
         hashing = _HashingReader(decompressed(stream))
         buffered = io.BufferedReader(hashing, buffer_size=_CHUNK)
         with _Unpacker(dest, what) as unpacker:
-            with tarfile.open(fileobj=buffered, mode="r|", errorlevel=2) as archive:
-                for member in archive:
+            with tarfile.open(
+                fileobj=buffered, mode="r|", errorlevel=2, tarinfo=_StrictTarInfo
+            ) as archive:
+                while (member := archive.next()) is not None:
                     unpacker.add(member, archive)
+                    # tarfile keeps every member it read; a layer of a million files would
+                    # keep them all in memory for nothing.
+                    archive.members.clear()  # type: ignore[attr-defined]
             unpacker.finish()
         hashing.drain()  # trailing padding after the end-of-archive blocks counts in the digest
         buffered.read()
         hashing.drain()
     except LayerError:
-        shutil.rmtree(dest, ignore_errors=True)
+        _discard(dest)
         raise
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, OSError, ValueError) as exc:
-        shutil.rmtree(dest, ignore_errors=True)
+    except (
+        tarfile.TarError,
+        EOFError,
+        zlib.error,
+        gzip.BadGzipFile,
+        OSError,
+        ValueError,
+        OverflowError,  # numbers in headers (a time, an owner) too large for the system calls
+    ) as exc:
+        _discard(dest)
         raise LayerError(f"{what}: the layer archive is malformed or truncated: {exc}") from exc
     except Exception as exc:  # zstandard's errors have no common base we can import lazily
-        shutil.rmtree(dest, ignore_errors=True)
+        _discard(dest)
         if type(exc).__module__.startswith("zstandard"):
             raise LayerError(f"{what}: the layer archive is malformed or truncated: {exc}") from exc
         raise
     return LayerStats("sha256:" + hashing.sha256.hexdigest(), unpacker.entries, unpacker.size)
+
+
+def _discard(dest: Path) -> None:
+    try:
+        remove_tree(dest)
+    except OSError:
+        pass
+
+
+def remove_tree(path: Path) -> None:
+    """Remove the directory `path` and all in it, however deep: shutil.rmtree recurses once per
+    level and fails at about a thousand, which a layer reaches with a 2000-character path.
+    Symlinks in it are removed, not followed. Nothing may change in the tree meanwhile."""
+    parent = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _remove_tree(parent, path.name)
+    finally:
+        os.close(parent)
+
+
+def discard_tree(path: Path) -> None:
+    """remove_tree, for clean-up: what is already gone, or cannot go, is left as it is."""
+    with contextlib.suppress(OSError):
+        remove_tree(path)
+
+
+def _remove_tree(parent: int, name: str) -> None:
+    """Walk down by name and back up by `..`, one directory handle open at a time."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(name, flags, dir_fd=parent)
+    try:
+        pending = [_empty_but_dirs(fd)]  # per level, the subdirectories still to remove
+        below: list[str] = []  # the directories from `name` down to `fd`
+        while pending:
+            if pending[-1]:
+                sub = pending[-1].pop()
+                child = os.open(sub, flags, dir_fd=fd)
+                os.close(fd)
+                fd = child
+                below.append(sub)
+                pending.append(_empty_but_dirs(fd))
+            else:
+                pending.pop()
+                if below:
+                    up = os.open("..", flags, dir_fd=fd)
+                    os.close(fd)
+                    fd = up
+                    os.rmdir(below.pop(), dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=parent)
+
+
+def _empty_but_dirs(fd: int) -> list[str]:
+    """Remove all but the subdirectories of the directory `fd`; return their names."""
+    dirs = []
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                dirs.append(entry.name)
+            else:
+                os.unlink(entry.name, dir_fd=fd)
+    return dirs
 
 
 def _clean(name: str, what: str) -> tuple[str, ...]:
@@ -175,44 +366,46 @@ class _Unpacker:
         self.size = 0
         self._root = os.open(dest, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         self._dirs: dict[tuple[str, ...], int] = {}
-        self._dir_times: list[tuple[tuple[str, ...], int]] = []
+        # Directory times, set last: (device, inode) -> (where it was made, mtime in ns).
+        self._dir_times: dict[tuple[int, int], tuple[tuple[str, ...], int]] = {}
 
     def __enter__(self) -> _Unpacker:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._forget(())
+        self._forget()
         os.close(self._root)
 
     # -- directories -------------------------------------------------------------------------
 
-    def _forget(self, prefix: tuple[str, ...]) -> None:
-        """Close cached handles at or below `prefix`: that part of the tree is being replaced."""
-        n = len(prefix)
-        for key in [k for k in self._dirs if k[:n] == prefix]:
+    def _forget(self, keep: tuple[str, ...] | None = None) -> None:
+        """Close the cached directory handles but that of `keep` (which the caller holds)."""
+        for key in [k for k in self._dirs if k != keep]:
             os.close(self._dirs.pop(key))
 
-    def _dir(self, parts: tuple[str, ...]) -> int:
-        """An O_PATH handle on the directory `parts`, resolved inside the root, made if absent."""
+    def _dir(self, parts: tuple[str, ...], *, make: bool = True) -> int:
+        """An O_PATH handle on the directory `parts`, resolved inside the root; with `make`, the
+        directories missing on the way are made. Raises FileNotFoundError without `make`."""
         if not parts:
             return self._root
         fd = self._dirs.get(parts)
         if fd is not None:
             return fd
         try:
-            fd = openat2(self._root, "/".join(parts), os.O_PATH | os.O_DIRECTORY, 0, _RESOLVE)
+            fd = self._open(parts)
         except FileNotFoundError:
-            parent = self._dir(parts[:-1])
-            try:
-                os.mkdir(parts[-1], 0o755, dir_fd=parent)
-            except FileExistsError:
-                pass  # a dangling symlink: the openat2 below fails and says so
-            try:
-                fd = openat2(parent, parts[-1], os.O_PATH | os.O_DIRECTORY, 0, _RESOLVE)
-            except OSError as exc:
-                raise LayerError(
-                    f"{self.what}: cannot make directory {'/'.join(parts)}: {exc}"
-                ) from exc
+            if not make:
+                raise
+            fd = self._make(parts)
+        self._dirs[parts] = fd
+        return fd
+
+    def _open(self, parts: tuple[str, ...]) -> int:
+        """A new handle on the directory `parts`, resolved from the root and inside it."""
+        try:
+            return openat2(self._root, "/".join(parts), os.O_PATH | os.O_DIRECTORY, 0, _RESOLVE)
+        except FileNotFoundError:
+            raise
         except NotADirectoryError as exc:
             raise LayerError(
                 f"{self.what}: {'/'.join(parts)} is not a directory, but the layer puts files in it"
@@ -222,11 +415,42 @@ class _Unpacker:
                 raise LayerError(
                     "this kernel has no openat2 (Linux 5.6 or newer is needed)"
                 ) from exc
+            raise LayerError(
+                f"{self.what}: cannot open directory {'/'.join(parts)}: {exc.strerror}"
+            ) from exc
+
+    def _make(self, parts: tuple[str, ...]) -> int:
+        """Make the missing directories of `parts` below the deepest one that exists, each
+        reopened from the root: a dangling symlink on the way is an error, not a way out. A loop,
+        not a recursion: a path may have two thousand components."""
+        depth, parent = len(parts) - 1, -1
+        while depth:
+            try:
+                parent = self._open(parts[:depth])
+                break
+            except FileNotFoundError:
+                depth -= 1
+        if parent < 0:
+            parent = os.dup(self._root)
+        try:
+            for i in range(depth, len(parts)):
+                try:
+                    os.mkdir(parts[i], 0o755, dir_fd=parent)
+                except FileExistsError:
+                    pass  # a dangling symlink: opening it below fails and says so
+                try:
+                    child = self._open(parts[: i + 1])
+                except FileNotFoundError as exc:
+                    raise LayerError(
+                        f"{self.what}: cannot make directory {'/'.join(parts[: i + 1])}: it is "
+                        "a symlink to nothing in the layer"
+                    ) from exc
+                os.close(parent)
+                parent = child
+        except BaseException:
+            os.close(parent)
             raise
-        if len(self._dirs) >= _DIR_FD_CACHE:
-            self._forget(())
-        self._dirs[parts] = fd
-        return fd
+        return parent
 
     def _clear(self, parent: int, name: str, parts: tuple[str, ...], keep_dir: bool) -> None:
         """Remove what is at `name` unless it is a directory we are to keep (merged into)."""
@@ -237,19 +461,25 @@ class _Unpacker:
         if stat.S_ISDIR(st.st_mode):
             if keep_dir:
                 return
-            self._forget(parts)
-            shutil.rmtree(name, dir_fd=parent)
+            _remove_tree(parent, name)
         else:
             os.unlink(name, dir_fd=parent)
+        if stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode):
+            # Handles cached under this path, or under any path through a symlink to it, now
+            # lead to a removed directory or to the old target of a symlink.
+            self._forget(keep=parts[:-1])
 
     # -- entries -------------------------------------------------------------------------------
 
     def add(self, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
         self.entries += 1
+        if len(self._dirs) >= _DIR_FD_CACHE:  # here, while no handle of it is in use
+            self._forget()
         parts = _clean(member.name, self.what)
         if not parts:
             if member.isdir():  # the layer's own root: its metadata only
                 self._metadata(self._root, ".", member, is_root=True)
+                self._dir_time(self._root, ".", (), member)
             return
         parent = self._dir(parts[:-1])
         name = parts[-1]
@@ -272,7 +502,7 @@ class _Unpacker:
             except FileExistsError:
                 pass
             self._metadata(parent, name, member)
-            self._dir_times.append((parts, int(member.mtime * 10**9)))
+            self._dir_time(parent, name, parts, member)
         elif member.issym():
             os.symlink(member.linkname, name, dir_fd=parent)
             self._metadata(parent, name, member, symlink=True)
@@ -298,25 +528,49 @@ class _Unpacker:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(name, flags, 0o600, dir_fd=parent)
         try:
-            source = archive.extractfile(member)
-            assert source is not None  # a regular file always has a reader
             if member.sparse:
-                # Write only the data segments: a huge sparse file stays sparse on disk.
-                for offset, length in cast(list[tuple[int, int]], member.sparse):
-                    source.seek(offset)
-                    os.pwrite(fd, _read_exact(source, length, self.what, member.name), offset)
-                os.ftruncate(fd, member.size)
+                self._sparse(fd, member, archive)
             else:
+                source = archive.extractfile(member)
+                assert source is not None  # a regular file always has a reader
                 for chunk in _chunks(source, member.size, self.what, member.name):
-                    os.write(fd, chunk)
+                    _write(fd, chunk, None)
             self.size += member.size
             os.fchown(fd, member.uid, member.gid)
             os.fchmod(fd, member.mode & 0o7777)
             for key, value in _xattrs(member):
                 os.setxattr(fd, key, value)
-            os.utime(fd, ns=(int(member.mtime * 10**9),) * 2)
+            os.utime(fd, ns=(_ns(member.mtime),) * 2)
         finally:
             os.close(fd)
+
+    def _sparse(self, fd: int, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
+        """Write only the data segments, so a huge sparse file stays sparse on disk. They are
+        stored one after another; read them in that order (the stream cannot seek back)."""
+        segments = [(o, n) for o, n in cast(list[tuple[int, int]], member.sparse) if n]
+        end = stored = 0
+        for offset, length in segments:
+            if offset < end or length < 0 or offset + length > member.size:
+                raise LayerError(
+                    f"{self.what}: the sparse map of {member.name!r} is invalid: a segment "
+                    f"({offset}, {length}) overlaps another or lies past its size {member.size}"
+                )
+            end = offset + length
+            stored += length
+        if stored > archive.offset - member.offset_data:  # the next header starts there
+            raise LayerError(
+                f"{self.what}: the sparse map of {member.name!r} claims more data than the "
+                "entry holds"
+            )
+        plain = copy.copy(member)  # the stored data, read straight through
+        plain.sparse, plain.size = None, stored
+        source = archive.extractfile(plain)
+        assert source is not None  # a regular file always has a reader
+        for offset, length in segments:
+            for chunk in _chunks(source, length, self.what, member.name):
+                _write(fd, chunk, offset)
+                offset += len(chunk)
+        os.ftruncate(fd, member.size)
 
     def _hardlink(self, parent: int, name: str, member: tarfile.TarInfo) -> None:
         target = _clean(member.linkname, self.what)
@@ -326,7 +580,7 @@ class _Unpacker:
             os.link(
                 target[-1],
                 name,
-                src_dir_fd=self._dir(target[:-1]),
+                src_dir_fd=self._dir(target[:-1], make=False),
                 dst_dir_fd=parent,
                 follow_symlinks=False,
             )
@@ -346,9 +600,10 @@ class _Unpacker:
         is_root: bool = False,
     ) -> None:
         os.chown(name, member.uid, member.gid, dir_fd=parent, follow_symlinks=False)
-        if symlink:  # a symlink's own mode means nothing on Linux, and cannot be set
-            mtime = int(member.mtime * 10**9)
+        if not member.isdir():  # a directory's time is set once its contents are in
+            mtime = _ns(member.mtime)
             os.utime(name, ns=(mtime, mtime), dir_fd=parent, follow_symlinks=False)
+        if symlink:  # a symlink's own mode means nothing on Linux, and cannot be set
             return
         # `name` was just made (or checked to be a directory), so following it is safe.
         path = f"/proc/self/fd/{parent}" if is_root else f"/proc/self/fd/{parent}/{name}"
@@ -356,11 +611,41 @@ class _Unpacker:
         for key, value in _xattrs(member):
             os.setxattr(path, key, value, follow_symlinks=False)
 
+    def _dir_time(
+        self, parent: int, name: str, parts: tuple[str, ...], member: tarfile.TarInfo
+    ) -> None:
+        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        self._dir_times[st.st_dev, st.st_ino] = (parts, _ns(member.mtime))
+
     def finish(self) -> None:
-        """Directory mtimes last, deepest first: making their contents changed them."""
-        for parts, mtime in reversed(self._dir_times):
-            fd = self._dir(parts)
-            os.utime(f"/proc/self/fd/{fd}", ns=(mtime, mtime))
+        """Directory times last: making their contents changed them. A directory removed or
+        replaced later in the layer is skipped: what is at its path now is not it."""
+        self._forget()
+        for (dev, ino), (parts, mtime) in self._dir_times.items():
+            try:
+                fd = openat2(self._root, "/".join(parts) or ".", os.O_PATH, 0, _RESOLVE)
+            except OSError:
+                continue
+            try:
+                st = os.fstat(fd)
+                if (st.st_dev, st.st_ino) == (dev, ino):
+                    os.utime(f"/proc/self/fd/{fd}", ns=(mtime, mtime))
+            finally:
+                os.close(fd)
+
+
+def _ns(mtime: float) -> int:
+    return int(mtime * 10**9)
+
+
+def _write(fd: int, data: bytes, offset: int | None) -> None:
+    """Write all of `data` (at `offset`, or at the file position): a write may be short."""
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view) if offset is None else os.pwrite(fd, view, offset)
+        view = view[n:]
+        if offset is not None:
+            offset += n
 
 
 def _xattrs(member: tarfile.TarInfo) -> Iterator[tuple[str, bytes]]:
@@ -382,7 +667,3 @@ def _chunks(source: IO[bytes], size: int, what: str, name: str) -> Iterator[byte
             raise LayerError(f"{what}: the layer archive ends inside {name!r}")
         left -= len(chunk)
         yield chunk
-
-
-def _read_exact(source: IO[bytes], size: int, what: str, name: str) -> bytes:
-    return b"".join(_chunks(source, size, what, name))
