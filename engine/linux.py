@@ -42,11 +42,13 @@ __all__ = [
     "RESOLVE_IN_ROOT",
     "RESOLVE_NO_MAGICLINKS",
     "RESOLVE_NO_XDEV",
+    "attach_tree",
     "capset",
     "close_range_cloexec",
     "machine_architecture",
     "mount",
     "mount_fs",
+    "open_tree",
     "openat2",
     "pidfd_open",
     "pidfd_send_signal",
@@ -127,6 +129,7 @@ CLOSE_RANGE_CLOEXEC: Final = 4
 
 # These have one number on every architecture (they came after the syscall tables were unified).
 _SYS_OPENAT2: Final = 437
+_SYS_OPEN_TREE: Final = 428
 _SYS_MOVE_MOUNT: Final = 429
 _SYS_FSOPEN: Final = 430
 _SYS_FSCONFIG: Final = 431
@@ -383,6 +386,34 @@ def punch_hole(fd: int, offset: int, length: int) -> None:
     FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)."""
     _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
     _check(_libc.fallocate(fd, 0x02 | 0x01, offset, length), "fallocate")
+
+
+def open_tree(path: str, recursive: bool = True) -> int:
+    """A detached copy of the mount tree at `path` (open_tree(2) OPEN_TREE_CLONE): an fd that
+    can be attached anywhere, in another mount namespace too, with `attach_tree`."""
+    flags = 1 | os.O_CLOEXEC | (0x8000 if recursive else 0)  # OPEN_TREE_CLONE, AT_RECURSIVE
+    fd = _syscall(
+        _SYS_OPEN_TREE, ctypes.c_int(-100), ctypes.c_char_p(path.encode()), ctypes.c_uint(flags)
+    )
+    _check(fd, path)
+    return fd
+
+
+def attach_tree(tree: int, target: int) -> None:
+    """Attach the detached mount `tree` (from open_tree) on the directory or file `target`
+    (an O_PATH fd): move_mount(2) with both ends given as descriptors."""
+    flags = _MOVE_MOUNT_F_EMPTY_PATH | 0x40  # MOVE_MOUNT_T_EMPTY_PATH
+    _check(
+        _syscall(
+            _SYS_MOVE_MOUNT,
+            ctypes.c_int(tree),
+            ctypes.c_char_p(b""),
+            ctypes.c_int(target),
+            ctypes.c_char_p(b""),
+            ctypes.c_uint(flags),
+        ),
+        "move_mount",
+    )
 
 
 def machine_architecture() -> str:

@@ -192,14 +192,26 @@ def _user_mount(root: int, mount: dict) -> None:  # type: ignore[type-arg]
         _mount_at(root, target, "mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)
         return
     source = mount["source"]
-    if source.startswith("fd:"):  # a handle the runtime opened: it cannot be swapped now
-        source = f"/proc/self/fd/{source[3:]}"
-    try:
-        is_dir = stat.S_ISDIR(os.stat(source).st_mode)
-    except OSError as exc:
-        raise SetupError(f"bind {mount['source']} on {target}", exc.strerror or "") from None
-    flags = MS_BIND | (MS_REC if mount["recursive"] else 0)
-    _mount_at(root, target, source, None, flags, directory=is_dir)
+    op = f"bind {source} on {target}"
+    if source.startswith("fd:"):  # a detached copy the runtime took: attach it
+        tree = int(source[3:])
+        is_dir = stat.S_ISDIR(os.fstat(tree).st_mode)
+        try:
+            fd = _resolve(root, target, is_dir, "dir" if is_dir else "file")
+        except OSError as exc:
+            raise SetupError(op, exc.strerror or str(exc)) from None
+        try:
+            _step(op, linux.attach_tree, tree, fd)
+        finally:
+            os.close(fd)
+            os.close(tree)
+    else:
+        try:
+            is_dir = stat.S_ISDIR(os.stat(source).st_mode)
+        except OSError as exc:
+            raise SetupError(op, exc.strerror or "") from None
+        flags = MS_BIND | (MS_REC if mount["recursive"] else 0)
+        _mount_at(root, target, source, None, flags, directory=is_dir)
     if mount["read_only"] or mount["propagation"]:
         fd = _resolve(root, target, is_dir, "")
         try:

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 from engine.container.spec import Spec
 from engine.errors import EngineError
@@ -45,9 +45,7 @@ def start_time(pid: int) -> int | None:
     return int(stat.rsplit(b")", 1)[1].split()[19])
 
 
-def _messages(fd: int) -> Callable[[], dict[str, object]]:
-    reader = os.fdopen(fd, "rb")
-
+def _messages(reader: BinaryIO) -> Callable[[], dict[str, object]]:
     def next_message() -> dict[str, object]:
         line = reader.readline()
         if not line:
@@ -106,10 +104,11 @@ def launch(
             os.close(fd)
         for fd in pass_fds:
             os.set_inheritable(fd, False)
+    sync = os.fdopen(sync_r, "rb")
     try:
         with os.fdopen(spec_w, "wb") as f:
             f.write(spec.to_json())
-        receive = _messages(sync_r)
+        receive = _messages(sync)
         first = receive()
         if "error" in first:
             raise ContainerError(f"container {spec.id}: {first['error']}")
@@ -130,3 +129,4 @@ def launch(
         raise
     finally:
         os.close(go_w)
+        sync.close()

@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import Final
 
 from engine.cgroups.base import CgroupDriver
-
 from engine.container.config import ContainerConfig
 from engine.container.launch import ContainerError, launch, start_time
 from engine.container.spec import Spec
 from engine.container.users import resolve_identity
 from engine.images.unpack import discard_tree
-from engine.linux import pidfd_open, pidfd_send_signal
+from engine.linux import open_tree, pidfd_open, pidfd_send_signal
 from engine.rootfs import Rootfs
 
 __all__ = ["Container", "ContainerError", "Runtime", "State"]
@@ -260,8 +259,9 @@ class Runtime:
 
     @staticmethod
     def _opened_sources(spec: Spec) -> tuple[Spec, tuple[int, ...]]:
-        """Open every bind source now and hand the init the handles: a source replaced by a
-        symlink while the container is set up cannot redirect the mount."""
+        """Take a detached copy of every bind source now (open_tree) and hand the init the
+        handles: a source replaced by a symlink while the container is set up cannot redirect
+        the mount, and the copy can be attached in the container's mount namespace."""
         import dataclasses
 
         mounts, handles = [], []
@@ -271,7 +271,7 @@ class Runtime:
                     mounts.append(mount)
                     continue
                 try:
-                    fd = os.open(mount.source, os.O_PATH | os.O_CLOEXEC)
+                    fd = open_tree(mount.source, mount.recursive)
                 except OSError as exc:
                     raise ContainerError(
                         f"bind mount source {mount.source}: {exc.strerror}"
@@ -310,6 +310,8 @@ class Runtime:
                 raise ContainerError(f"container {container_id} is not running")
             try:
                 pidfd_send_signal(fd, sig)
+            except ProcessLookupError:
+                pass  # it ended meanwhile
             finally:
                 os.close(fd)
 
@@ -323,10 +325,12 @@ class Runtime:
                     if self._observe(container_id, directory).status == "paused":
                         self.cgroups.thaw(self._cgroup(container_id))
                     grace = config.stop_grace_period if timeout is None else timeout
-                    pidfd_send_signal(fd, _signal_number(config.stop_signal))
+                    with contextlib.suppress(ProcessLookupError):
+                        pidfd_send_signal(fd, _signal_number(config.stop_signal))
                     if not select.select([fd], [], [], grace)[0]:
                         self.cgroups.kill(self._cgroup(container_id))
-                        pidfd_send_signal(fd, signal.SIGKILL)
+                        with contextlib.suppress(ProcessLookupError):
+                            pidfd_send_signal(fd, signal.SIGKILL)
                         select.select([fd], [], [], 10)
                 finally:
                     os.close(fd)
@@ -352,8 +356,18 @@ class Runtime:
                 select.select([fd], [], [], timeout)
             finally:
                 os.close(fd)
+        if (directory / "state.json").exists() and self._pidfd_gone(container_id, directory):
             self._await_exit_record(directory)
         return self._observe(container_id, directory)
+
+    def _pidfd_gone(self, container_id: str, directory: Path) -> bool:
+        fd = self._pidfd(container_id, directory)
+        if fd is None:
+            return True
+        try:
+            return bool(select.select([fd], [], [], 0)[0])
+        finally:
+            os.close(fd)
 
     def exec(
         self,

@@ -72,7 +72,8 @@ def resolve_identity(rootfs: str, user: str, group_add: Sequence[str] = ()) -> I
             int(g[2]) for g in groups if len(g) >= 4 and g[2].isdigit() and login in g[3].split(",")
         ]
     extra += [_group_id(g, groups) for g in group_add]
-    return Identity(uid, gid, tuple(dict.fromkeys(g for g in extra if g != gid)), home)
+    # The primary group is among the supplementary ones too, as initgroups(3) makes it.
+    return Identity(uid, gid, tuple(dict.fromkeys([gid, *extra])), home)
 
 
 def _group_id(group: str, groups: list[list[str]]) -> int:

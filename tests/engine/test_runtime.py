@@ -46,6 +46,9 @@ def test_the_container_has_its_own_hostname_and_ipc(runtime: Runtime, make: Make
         pid = started.state.pid
         for ns in ("ipc", "uts", "pid", "mnt", "net", "cgroup"):
             assert os.readlink(f"/proc/{pid}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}"), ns
+        deadline = time.monotonic() + 10
+        while not (started.directory / "stdout").read_text() and time.monotonic() < deadline:
+            time.sleep(0.02)
     finally:
         runtime.stop(config.id, timeout=0)
     assert (started.directory / "stdout").read_text() == "box\n"
@@ -65,7 +68,7 @@ def test_proc_sys_is_read_only_and_sensitive_proc_files_are_masked(runtime: Runt
 
 
 def test_without_cap_sys_admin_mount_fails(runtime: Runtime, make: Make) -> None:
-    state, _, err = sh(runtime, make, "mount -t tmpfs none /mnt")
+    state, _, err = sh(runtime, make, "mkdir -p /mnt; mount -t tmpfs none /mnt")
     assert state.exit_code != 0
     assert "denied" in err or "not permitted" in err
 
@@ -155,7 +158,11 @@ def test_a_mount_target_with_dotdot_stays_inside_the_container(runtime: Runtime,
 def test_exit_status_and_signal_are_recorded(runtime: Runtime, make: Make) -> None:
     state, _, _ = sh(runtime, make, "exit 7")
     assert (state.exit_code, state.signal) == (7, 0)
-    state, _, _ = sh(runtime, make, "kill -9 $$")
+    config = make("sleep", "60")
+    runtime.create(config)
+    runtime.start(config.id)
+    runtime.kill(config.id, 9)  # from outside: PID 1 ignores signals it has no handler for
+    state = runtime.wait(config.id, 10)
     assert (state.exit_code, state.signal) == (137, 9)
 
 
@@ -181,7 +188,7 @@ def test_a_stopped_container_starts_again_with_its_writable_layer(runtime: Runti
 
 
 def test_pause_freezes_and_unpause_thaws(runtime: Runtime, make: Make) -> None:
-    config = make("sh", "-c", "while true; do date +%s%N > /tmp/t; sleep 0.05; done")
+    config = make("sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/t; sleep 0.05; done")
     runtime.create(config)
     runtime.start(config.id)
     merged = runtime.get(config.id).directory / "rootfs/merged/tmp/t"
@@ -231,8 +238,19 @@ def test_memory_limit_oom_kill_is_reported(runtime: Runtime, make: Make) -> None
 
 
 def test_pids_limit_stops_a_fork_bomb(runtime: Runtime, make: Make) -> None:
-    state, out, err = sh(runtime, make, "for i in $(seq 1 60); do sleep 2 & done 2>/dev/null; ls /proc | grep -c '^[0-9]'", limits=CgroupLimits(pids_limit=20))
-    assert int(out.split()[-1]) <= 22
+    bomb = "i=0; while [ $i -lt 60 ]; do sleep 30 & i=$((i+1)); done"
+    script = f"sh -c '{bomb}' 2>/dev/null; echo tried; exec sleep 30"
+    config = make("sh", "-c", script, limits=CgroupLimits(pids_limit=20))
+    runtime.create(config)
+    runtime.start(config.id)
+    directory = runtime.get(config.id).directory
+    deadline = time.monotonic() + 10
+    while "tried" not in (directory / "stdout").read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    name = f"{runtime.cgroup_parent}/{config.id}"
+    assert 15 <= len(runtime.cgroups.pids(name)) <= 20
+    assert runtime.cgroups.stats(name).pids <= 20
+    runtime.stop(config.id, timeout=0)
 
 
 def test_removal_leaves_nothing(runtime: Runtime, make: Make) -> None:

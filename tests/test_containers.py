@@ -1,0 +1,109 @@
+"""A service's container config: capabilities, security options, limits, mounts, sysctls."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from composer.containers import container_config
+from composer.errors import ComposerError
+from composer.settings import Settings
+from engine.container.spec import DEFAULT_CAPABILITIES
+from engine.images.manifest import parse_config
+from engine.images.store import Image
+from tests.conftest import Load, Write
+
+
+class FakeStore:
+    def layer_link(self, diff_id: str) -> Path:
+        return Path("/layers") / diff_id[7:19]
+
+
+def image(**config: object) -> Image:
+    raw = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"], **config}, "rootfs": {"diff_ids": ["sha256:" + "a" * 64]}})
+    parsed = parse_config(raw.encode(), "test")
+    return Image("sha256:" + "b" * 64, (), (), "", None, parsed, (), 0, 0, 0)  # type: ignore[arg-type]
+
+
+def config_of(write: Write, load: Load, tmp_path: Path, service: str, **extra: str):  # type: ignore[no-untyped-def]
+    write("compose.yaml", "name: demo\nservices:\n  web:\n" + "".join(f"    {line}\n" for line in service.strip().splitlines()) + extra.get("tail", ""))
+    stack = load("compose.yaml")
+    return container_config(stack.project, "web", 1, image(), FakeStore(), Settings(tmp_path / "state"))  # type: ignore[arg-type]
+
+
+def test_names_hostname_and_group_follow_compose(write: Write, load: Load, tmp_path: Path) -> None:
+    config = config_of(write, load, tmp_path, "image: busybox")
+    assert (config.id, config.hostname, config.group) == ("demo-web-1", "demo-web-1", "demo")
+    assert config.argv == ("sh",)
+
+
+def test_cap_add_and_cap_drop_adjust_dockers_defaults(write: Write, load: Load, tmp_path: Path) -> None:
+    config = config_of(write, load, tmp_path, "image: busybox\ncap_add: [SYS_ADMIN]\ncap_drop: [NET_RAW, CAP_MKNOD]")
+    assert "CAP_SYS_ADMIN" in config.capabilities
+    assert "CAP_NET_RAW" not in config.capabilities and "CAP_MKNOD" not in config.capabilities
+    assert len(config.capabilities) == len(DEFAULT_CAPABILITIES) - 1
+
+
+def test_cap_drop_all_then_add_one(write: Write, load: Load, tmp_path: Path) -> None:
+    config = config_of(write, load, tmp_path, "image: busybox\ncap_drop: [ALL]\ncap_add: [NET_BIND_SERVICE]")
+    assert config.capabilities == ("CAP_NET_BIND_SERVICE",)
+
+
+def test_privileged_gets_every_capability_and_no_seccomp(write: Write, load: Load, tmp_path: Path) -> None:
+    config = config_of(write, load, tmp_path, "image: busybox\nprivileged: true")
+    assert "CAP_SYS_MODULE" in config.capabilities and not config.seccomp
+
+
+def test_no_new_privileges_is_on_unless_turned_off(write: Write, load: Load, tmp_path: Path) -> None:
+    assert config_of(write, load, tmp_path, "image: busybox").no_new_privileges
+    off = config_of(write, load, tmp_path, 'image: busybox\nsecurity_opt: ["no-new-privileges:false"]')
+    assert not off.no_new_privileges
+    unconfined = config_of(write, load, tmp_path, 'image: busybox\nsecurity_opt: ["seccomp=unconfined"]')
+    assert not unconfined.seccomp
+
+
+def test_limits_from_service_keys_and_deploy_resources(write: Write, load: Load, tmp_path: Path) -> None:
+    config = config_of(write, load, tmp_path, "image: busybox\ncpus: 0.5\nmem_limit: 64m\nmemswap_limit: 128m\npids_limit: 50\ncpu_shares: 512")
+    limits = config.limits
+    assert (limits.cpu_quota_us, limits.cpu_period_us, limits.cpu_shares) == (50000, 100000, 512)
+    assert (limits.memory_limit, limits.memory_swap, limits.pids_limit) == (64 << 20, 128 << 20, 50)
+    deploy = config_of(write, load, tmp_path, "image: busybox\ndeploy:\n  resources:\n    limits: {cpus: '1.5', memory: 1g, pids: 9}\n    reservations: {memory: 100m}")
+    assert (deploy.limits.cpu_quota_us, deploy.limits.memory_limit, deploy.limits.pids_limit) == (150000, 1 << 30, 9)
+    assert deploy.limits.memory_reservation == 100 << 20
+
+
+def test_a_sysctl_that_is_not_namespaced_is_refused(write: Write, load: Load, tmp_path: Path) -> None:
+    ok = config_of(write, load, tmp_path, "image: busybox\nsysctls: {net.ipv4.ip_forward: '1', kernel.shmmax: '1000'}")
+    assert dict(ok.sysctls) == {"net.ipv4.ip_forward": "1", "kernel.shmmax": "1000"}
+    with pytest.raises(ComposerError, match="sysctl vm.swappiness is not namespaced"):
+        config_of(write, load, tmp_path, "image: busybox\nsysctls: {vm.swappiness: '1'}")
+    with pytest.raises(ComposerError, match="net.ipv4.ip_forward is not namespaced.*host's network"):
+        config_of(write, load, tmp_path, "image: busybox\nnetwork_mode: host\nsysctls: {net.ipv4.ip_forward: '1'}")
+
+
+def test_ulimits_become_rlimits(write: Write, load: Load, tmp_path: Path) -> None:
+    config = config_of(write, load, tmp_path, "image: busybox\nulimits: {nofile: {soft: 1024, hard: 2048}, nproc: 100}")
+    assert [(r.name, r.soft, r.hard) for r in config.rlimits] == [("RLIMIT_NOFILE", 1024, 2048), ("RLIMIT_NPROC", 100, 100)]
+
+
+def test_a_missing_bind_source_is_made_for_short_syntax_and_an_error_for_long(write: Write, load: Load, tmp_path: Path) -> None:
+    config = config_of(write, load, tmp_path, "image: busybox\nvolumes: ['./made:/data:ro']")
+    [mount] = config.mounts
+    assert (mount.kind, mount.target, mount.read_only) == ("bind", "/data", True)
+    assert Path(mount.source).is_dir()
+    with pytest.raises(ComposerError, match="bind mount source .*absent does not exist"):
+        config_of(write, load, tmp_path, "image: busybox\nvolumes: [{type: bind, source: ./absent, target: /x}]")
+
+
+def test_named_and_anonymous_volumes_are_directories_under_the_state_root(write: Write, load: Load, tmp_path: Path) -> None:
+    config = config_of(write, load, tmp_path, "image: busybox\nvolumes: ['data:/data', '/anon']", tail="volumes:\n  data: {}\n")
+    named, anonymous = config.mounts
+    assert named.source == str(tmp_path / "state/volumes/demo_data/_data") and named.seed
+    assert anonymous.source.startswith(str(tmp_path / "state/volumes/")) and anonymous.source != named.source
+
+
+def test_tmpfs_entries_keep_their_options(write: Write, load: Load, tmp_path: Path) -> None:
+    config = config_of(write, load, tmp_path, "image: busybox\ntmpfs: ['/run:size=1m']\nvolumes: [{type: tmpfs, target: /cache, tmpfs: {size: 2m, mode: 1777}}]")
+    assert {(m.target, m.options) for m in config.mounts} == {("/run", "size=1m"), ("/cache", "size=2097152,mode=3361")}
