@@ -77,9 +77,9 @@ def test_limits_from_service_keys_and_deploy_resources(write: Write, load: Load,
 def test_a_sysctl_that_is_not_namespaced_is_refused(write: Write, load: Load, tmp_path: Path) -> None:
     ok = config_of(write, load, tmp_path, "image: busybox\nsysctls: {net.ipv4.ip_forward: '1', kernel.shmmax: '1000'}")
     assert dict(ok.sysctls) == {"net.ipv4.ip_forward": "1", "kernel.shmmax": "1000"}
-    with pytest.raises(ComposerError, match="sysctl vm.swappiness is not namespaced"):
+    with pytest.raises(ComposerError, match=r"sysctl vm.swappiness is not namespaced"):
         config_of(write, load, tmp_path, "image: busybox\nsysctls: {vm.swappiness: '1'}")
-    with pytest.raises(ComposerError, match="net.ipv4.ip_forward is not namespaced.*host's network"):
+    with pytest.raises(ComposerError, match=r"net.ipv4.ip_forward is not namespaced.*host's network"):
         config_of(write, load, tmp_path, "image: busybox\nnetwork_mode: host\nsysctls: {net.ipv4.ip_forward: '1'}")
 
 
@@ -93,7 +93,7 @@ def test_a_missing_bind_source_is_made_for_short_syntax_and_an_error_for_long(wr
     [mount] = config.mounts
     assert (mount.kind, mount.target, mount.read_only) == ("bind", "/data", True)
     assert Path(mount.source).is_dir()
-    with pytest.raises(ComposerError, match="bind mount source .*absent does not exist"):
+    with pytest.raises(ComposerError, match=r"bind mount source .*absent does not exist"):
         config_of(write, load, tmp_path, "image: busybox\nvolumes: [{type: bind, source: ./absent, target: /x}]")
 
 

@@ -62,7 +62,7 @@ def test_dev_holds_only_the_default_devices(runtime: Runtime, make: Make) -> Non
 
 
 def test_proc_sys_is_read_only_and_sensitive_proc_files_are_masked(runtime: Runtime, make: Make) -> None:
-    state, out, err = sh(runtime, make, "echo 1 > /proc/sys/kernel/domainname; cat /proc/keys /proc/timer_list | wc -c; echo done")
+    _, out, err = sh(runtime, make, "echo 1 > /proc/sys/kernel/domainname; cat /proc/keys /proc/timer_list | wc -c; echo done")
     assert "Read-only file system" in err
     assert out.split() == ["0", "done"]
 
@@ -139,7 +139,7 @@ def test_bind_tmpfs_and_read_only_mounts(runtime: Runtime, make: Make, tmp_path:
         Mount("bind", "/ro", str(tmp_path / "data"), read_only=True),
         Mount("tmpfs", "/scratch", options="size=1m,mode=1777"),
     )
-    state, out, err = sh(runtime, make, "cat /data/in; echo out > /data/out; touch /ro/x; df -k /scratch | tail -1", mounts=mounts)
+    _, out, err = sh(runtime, make, "cat /data/in; echo out > /data/out; touch /ro/x; df -k /scratch | tail -1", mounts=mounts)
     assert out.splitlines()[0] == "from host"
     assert (tmp_path / "data/out").read_text() == "out\n"
     assert "Read-only file system" in err

@@ -69,7 +69,7 @@ def test_killed_supervisor_containers_keep_running_and_a_new_one_records_later_e
     assert until(lambda: any(e["event"] == "exit" for e in events(runtime, group)))
     [ended] = [e for e in events(runtime, group) if e["event"] == "exit"]
     assert ended["container"] == configs[3].id and ended["exit_code"] == 137
-    assert until(lambda: [l.text for l in read_log(runtime.containers / configs[0].id)] == ["hello 0\n"])
+    assert until(lambda: [line.text for line in read_log(runtime.containers / configs[0].id)] == ["hello 0\n"])
 
 
 def test_only_one_supervisor_runs_per_group(runtime: Runtime, make: Make, group: str) -> None:
