@@ -7,9 +7,7 @@ goes through ctypes and turns a failure into OSError with the errno and the path
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
-from typing import Final
 
 __all__ = [
     "CAPABILITIES",
@@ -55,6 +53,7 @@ __all__ = [
     "pivot_root",
     "prctl",
     "punch_hole",
+    "reset_signal",
     "setdomainname",
     "sethostname",
     "setns",
@@ -62,26 +61,26 @@ __all__ = [
     "unshare",
 ]
 
-MS_RDONLY: Final = 0x1
-MS_NOSUID: Final = 0x2
-MS_NODEV: Final = 0x4
-MS_NOEXEC: Final = 0x8
-MS_REMOUNT: Final = 0x20
-MS_BIND: Final = 0x1000
-MS_REC: Final = 0x4000
-MS_PRIVATE: Final = 0x40000
-MS_SLAVE: Final = 0x80000
-MS_SHARED: Final = 0x100000
-MNT_DETACH: Final = 0x2
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+MS_SHARED = 0x100000
+MNT_DETACH = 0x2
 
-CLONE_NEWNS: Final = 0x00020000
-CLONE_NEWCGROUP: Final = 0x02000000
-CLONE_NEWUTS: Final = 0x04000000
-CLONE_NEWIPC: Final = 0x08000000
-CLONE_NEWUSER: Final = 0x10000000
-CLONE_NEWPID: Final = 0x20000000
-CLONE_NEWNET: Final = 0x40000000
-NAMESPACE_FLAGS: Final = {
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+NAMESPACE_FLAGS = {
     "mnt": CLONE_NEWNS,
     "cgroup": CLONE_NEWCGROUP,
     "uts": CLONE_NEWUTS,
@@ -91,16 +90,16 @@ NAMESPACE_FLAGS: Final = {
     "net": CLONE_NEWNET,
 }
 
-PR_SET_PDEATHSIG: Final = 1
-PR_SET_KEEPCAPS: Final = 8
-PR_CAPBSET_DROP: Final = 24
-PR_SET_CHILD_SUBREAPER: Final = 36
-PR_SET_NO_NEW_PRIVS: Final = 38
-PR_CAP_AMBIENT: Final = 47
-PR_CAP_AMBIENT_CLEAR_ALL: Final = 4
+PR_SET_PDEATHSIG = 1
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 # Capability numbers (linux/capability.h).
-CAPABILITIES: Final = {
+CAPABILITIES = {
     name: number
     for number, name in enumerate(
         (
@@ -116,31 +115,41 @@ CAPABILITIES: Final = {
     )
 }
 
-RESOLVE_NO_XDEV: Final = 0x01
-RESOLVE_NO_MAGICLINKS: Final = 0x02
-RESOLVE_IN_ROOT: Final = 0x10
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_IN_ROOT = 0x10
 
-_SYS_CLOSE_RANGE: Final = 436
-_SYS_PIDFD_OPEN: Final = 434
-_SYS_PIDFD_SEND_SIGNAL: Final = 424
-_SYS_SETNS_BY_ARCH: Final = {"x86_64": 308, "aarch64": 268}
-_SYS_PIVOT_ROOT_BY_ARCH: Final = {"x86_64": 155, "aarch64": 41}
-CLOSE_RANGE_CLOEXEC: Final = 4
+_SYS_CLOSE_RANGE = 436
+_SYS_PIDFD_OPEN = 434
+_SYS_PIDFD_SEND_SIGNAL = 424
+_SYS_SETNS_BY_ARCH = {"x86_64": 308, "aarch64": 268}
+_SYS_PIVOT_ROOT_BY_ARCH = {"x86_64": 155, "aarch64": 41}
+CLOSE_RANGE_CLOEXEC = 4
 
 # These have one number on every architecture (they came after the syscall tables were unified).
-_SYS_OPENAT2: Final = 437
-_SYS_OPEN_TREE: Final = 428
-_SYS_MOVE_MOUNT: Final = 429
-_SYS_FSOPEN: Final = 430
-_SYS_FSCONFIG: Final = 431
-_SYS_FSMOUNT: Final = 432
-_FSCONFIG_SET_STRING: Final = 1
-_FSCONFIG_CMD_CREATE: Final = 6
-_FSOPEN_CLOEXEC: Final = 1
-_FSMOUNT_CLOEXEC: Final = 1
-_MOVE_MOUNT_F_EMPTY_PATH: Final = 4
+_SYS_OPENAT2 = 437
+_SYS_OPEN_TREE = 428
+_SYS_MOVE_MOUNT = 429
+_SYS_FSOPEN = 430
+_SYS_FSCONFIG = 431
+_SYS_FSMOUNT = 432
+_FSCONFIG_SET_STRING = 1
+_FSCONFIG_CMD_CREATE = 6
+_FSOPEN_CLOEXEC = 1
+_FSMOUNT_CLOEXEC = 1
+_MOVE_MOUNT_F_EMPTY_PATH = 4
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+def _load_libc() -> ctypes.CDLL:
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)  # glibc: no search (ctypes.util is slow)
+    except OSError:
+        from ctypes.util import find_library
+
+        return ctypes.CDLL(find_library("c"), use_errno=True)
+
+
+_libc = _load_libc()
 _libc.syscall.restype = ctypes.c_long
 _libc.mount.argtypes = [
     ctypes.c_char_p,
@@ -414,6 +423,12 @@ def attach_tree(tree: int, target: int) -> None:
         ),
         "move_mount",
     )
+
+
+def reset_signal(number: int) -> None:
+    """Set a signal back to its default action (an ignored one stays ignored across exec)."""
+    _libc.signal.restype = ctypes.c_void_p
+    _libc.signal(ctypes.c_int(number), ctypes.c_void_p(0))  # SIG_DFL
 
 
 def machine_architecture() -> str:

@@ -107,7 +107,7 @@ def launch(
     sync = os.fdopen(sync_r, "rb")
     try:
         with os.fdopen(spec_w, "wb") as f:
-            f.write(spec.to_json())
+            f.write(spec.to_init())
         receive = _messages(sync)
         first = receive()
         if "error" in first:

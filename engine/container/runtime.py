@@ -426,7 +426,9 @@ class Runtime:
             spec_uid, spec_gid, spec_groups = spec.uid, spec.gid, spec.groups
         merged_env = dict(i.partition("=")[::2] for i in spec.env)
         merged_env.update(i.partition("=")[::2] for i in env)
-        document = json.loads(spec.to_json())
+        import marshal
+
+        document = marshal.loads(spec.to_init())
         document.update(
             pid=container.state.pid,
             argv=list(argv),
@@ -436,7 +438,7 @@ class Runtime:
             gid=spec_gid,
             groups=list(spec_groups),
         )
-        return json.dumps(document).encode()
+        return marshal.dumps(document)
 
     def pause(self, container_id: str) -> None:
         with self._locked(container_id):

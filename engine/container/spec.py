@@ -104,6 +104,13 @@ class Spec:
     tty: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def to_init(self) -> bytes:
+        """The spec as the init program reads it: marshal (built in, so the init imports
+        nothing to read it)."""
+        import marshal
+
+        return marshal.dumps(asdict(self))
+
     def to_json(self) -> bytes:
         doc = asdict(self)
         doc["seccomp"] = base64.b64encode(self.seccomp).decode()
