@@ -74,9 +74,10 @@ def _step(op: str, fn: object, *args: object) -> object:
 # -- paths inside the new root ---------------------------------------------------------------
 
 
-def _resolve(root: int, path: str, directory: bool, create: str) -> int:
+def _resolve(root: int, path: str, directory: bool, create: str, depth: int = 0) -> int:
     """An O_PATH handle on `path` under `root`, symlinks resolved inside it; `create`: "dir"
-    or "file" makes what is missing (parents as directories)."""
+    or "file" makes what is missing (parents as directories; a dangling symlink's target, as
+    Docker's securejoin does, inside the root)."""
     rel = path.strip("/")
     if not rel:
         return os.dup(root)
@@ -86,19 +87,20 @@ def _resolve(root: int, path: str, directory: bool, create: str) -> int:
     except FileNotFoundError:
         if not create:
             raise
+    if depth > 40:
+        raise OSError(40, "Too many levels of symbolic links", path)  # ELOOP
     head, _, name = rel.rpartition("/")
-    parent = _resolve(root, head, True, "dir")
+    parent = _resolve(root, head, True, "dir", depth + 1)
     try:
         if create == "dir":
             os.mkdir(name, 0o755, dir_fd=parent)
         else:
-            os.close(
-                os.open(
-                    name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644, dir_fd=parent
-                )
-            )
+            flags_new = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW
+            os.close(os.open(name, flags_new, 0o644, dir_fd=parent))
     except FileExistsError:
-        pass
+        link = os.readlink(name, dir_fd=parent)  # only a dangling symlink gets here
+        target = link if link.startswith("/") else f"{head}/{link}"
+        return _resolve(root, target, directory, create, depth + 1)
     finally:
         os.close(parent)
     return linux.openat2(root, rel, flags, 0, _RESOLVE)

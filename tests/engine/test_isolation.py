@@ -1,0 +1,146 @@
+"""Escape attempts that must fail, and limits that must hold (real kernel, root)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.cgroups.base import CgroupLimits
+from engine.container.config import ContainerConfig
+from engine.container.runtime import Runtime
+from engine.container.spec import Mount, Rlimit
+from engine.images.manifest import Descriptor, make_manifest
+from engine.images.store import Image, ImageStore
+from tests.engine.conftest import Make
+from tests.engine.test_runtime import run, sh
+from tests.images.imagetools import layer_tar
+
+pytestmark = pytest.mark.kernel
+
+
+def test_writing_through_proc_self_exe_does_not_reach_the_host(runtime: Runtime, make: Make) -> None:
+    before = Path("/proc/self/exe").resolve().read_bytes()[:64]
+    state, _, err = sh(runtime, make, "echo x > /proc/self/exe; echo x > /proc/1/exe; ls /proc/1/root/ >/dev/null; echo done")
+    assert "Text file busy" in err or "Permission denied" in err or "Read-only" in err
+    assert Path("/proc/self/exe").resolve().read_bytes()[:64] == before
+
+
+def test_the_root_of_pid_1_is_the_containers_own(runtime: Runtime, make: Make) -> None:
+    _, out, _ = sh(runtime, make, "ls /proc/1/root/ | sort | tr '\\n' ' '")
+    assert "bin" in out.split() and "home" in out.split()
+    assert "work" not in out.split()  # the host's /work is not in sight
+
+
+def symlink_image(store: ImageStore, tmp_path: Path, links: dict[str, str]) -> Image:
+    import tarfile
+
+    path = layer_tar(tmp_path / "links.tar", {"etc": None, "data": None})
+    with tarfile.open(path, "a") as tar:
+        for name, target in links.items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    data = path.read_bytes()
+    blob = store.put_blob(data)
+    diff = store.ensure_layer(blob, "links")
+    import json
+
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": [diff]}}).encode()
+    digest = store.put_blob(config)
+    manifest = store.put_blob(make_manifest(Descriptor("", digest, len(config)), [Descriptor("application/vnd.oci.image.layer.v1.tar", blob, len(data))]))
+    return store.add_image(manifest, [])
+
+
+def test_a_symlink_in_the_image_at_a_mount_target_cannot_send_the_mount_outside(runtime: Runtime, make: Make, busybox: tuple[ImageStore, Image], tmp_path: Path) -> None:
+    store, base = busybox
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    links = symlink_image(store, tmp_path, {"mnt-here": str(outside), "escape": "../../../../../../" + str(outside)})
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "marker").write_text("from the volume\n")
+    config = make("sh", "-c", "cat /mnt-here/marker /escape/marker")
+    config = ContainerConfig(**{**config.__dict__, "layers": (*config.layers, str(store.layer_link(links.layers[0].diff_id))),
+                                "mounts": (Mount("bind", "/mnt-here", str(source)), Mount("bind", "/escape", str(source)))})
+    state, out, _ = run(runtime, config)
+    assert state.exit_code == 0
+    assert out == "from the volume\n" * 2
+    assert list(outside.iterdir()) == []  # nothing mounted or made on the host's directory
+    assert str(outside) not in Path("/proc/self/mountinfo").read_text()
+
+
+def test_a_bind_source_swapped_for_a_symlink_during_setup_is_not_followed(runtime: Runtime, make: Make, tmp_path: Path) -> None:
+    source, secret = tmp_path / "source", tmp_path / "secret"
+    source.mkdir()
+    secret.mkdir()
+    (source / "f").write_text("the volume\n")
+    (secret / "f").write_text("host secret\n")
+    config = make("cat", "/data/f", mounts=(Mount("bind", "/data", str(source)),))
+    runtime.create(config)
+
+    def swap(_pid: int) -> None:  # runs after the sources were taken, before the service runs
+        source.rename(tmp_path / "moved")
+        source.symlink_to(secret)
+
+    runtime.start(config.id, before_start=swap)
+    runtime.wait(config.id, 10)
+    assert (runtime.get(config.id).directory / "stdout").read_text() == "the volume\n"
+
+
+def test_a_new_volume_is_seeded_from_the_image(runtime: Runtime, make: Make, tmp_path: Path) -> None:
+    volume = tmp_path / "vol"
+    volume.mkdir()
+    state, out, _ = run(runtime, make("sh", "-c", "ls /etc | sort | tr '\\n' ' '", mounts=(Mount("bind", "/etc", str(volume), seed=True),)))
+    assert sorted(p.name for p in volume.iterdir()) == ["group", "hostname", "hosts", "passwd"]
+    assert (volume / "passwd").read_text().startswith("root:x:0:0")
+    assert out.split() == ["group", "hostname", "hosts", "passwd"]
+
+
+def test_a_file_can_be_bound_read_only(runtime: Runtime, make: Make, tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("s3cret\n")
+    state, out, err = run(runtime, make("sh", "-c", "cat /run/secrets/token; echo x >> /run/secrets/token", mounts=(Mount("bind", "/run/secrets/token", str(secret), read_only=True, recursive=False),)))
+    assert out == "s3cret\n" and "Read-only" in err
+    assert secret.read_text() == "s3cret\n"
+
+
+def test_sysctls_and_ulimits_apply_inside(runtime: Runtime, make: Make) -> None:
+    _, out, _ = sh(runtime, make, "cat /proc/sys/kernel/shmmni; ulimit -n", sysctls=(("kernel.shmmni", "1234"),), rlimits=(Rlimit("RLIMIT_NOFILE", 321, 321),))
+    assert out.split() == ["1234", "321"]
+    assert Path("/proc/sys/kernel/shmmni").read_text().strip() != "1234"
+
+
+def busy_count(runtime: Runtime, make: Make, limits: CgroupLimits) -> int:
+    _, out, _ = sh(runtime, make, "i=0; end=$(($(date +%s) + 2)); while [ $(date +%s) -lt $end ]; do i=$((i+1)); done; echo $i", limits=limits)
+    return int(out.split()[-1])
+
+
+def test_cpus_limit_throughput(runtime: Runtime, make: Make) -> None:
+    free = busy_count(runtime, make, CgroupLimits())
+    limited = busy_count(runtime, make, CgroupLimits(cpu_quota_us=20_000, cpu_period_us=100_000))
+    print(f"busy-loop iterations in 2 s: unlimited {free}, cpus=0.2 {limited}, ratio {limited / free:.2f}")
+    assert limited / free < 0.5
+
+
+def test_stats_report_cpu_and_memory(runtime: Runtime, make: Make) -> None:
+    config = make("sh", "-c", "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; exec sleep 30")
+    runtime.create(config)
+    runtime.start(config.id)
+    time.sleep(1.0)
+    stats = runtime.cgroups.stats(f"{runtime.cgroup_parent}/{config.id}")
+    assert stats.cpu_usage_ns > 10_000_000 and stats.memory_usage > 0 and stats.pids >= 1
+    runtime.stop(config.id, timeout=0)
+
+
+def test_setup_leaves_no_fd_of_the_runtime_in_the_container(runtime: Runtime, make: Make) -> None:
+    _, out, _ = sh(runtime, make, "ls -l /proc/1/fd | grep -c -- '->'")
+    assert int(out) <= 4  # 0, 1, 2 and ls's own directory
+
+
+def test_the_host_filesystem_is_out_of_reach(runtime: Runtime, make: Make) -> None:
+    marker = Path("/tmp") / f"composer-escape-{os.getpid()}"
+    sh(runtime, make, f"cd / && cd .. && cd .. && touch {marker}; touch /..{marker}")
+    assert not marker.exists()
