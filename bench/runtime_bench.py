@@ -26,14 +26,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.cgroups import detect  # noqa: E402
-from engine.container.config import ContainerConfig  # noqa: E402
-from engine.container.runtime import Runtime  # noqa: E402
-from engine.images.archive import ConfigChanges, import_rootfs  # noqa: E402
-from engine.images.reference import parse_reference  # noqa: E402
-from engine.images.store import ImageStore  # noqa: E402
-from engine.supervisor import ensure_supervisor, supervisor_pid  # noqa: E402
-from tests.images.imagetools import busybox_rootfs, tar_dir  # noqa: E402
+from engine.cgroups import detect
+from engine.container.config import ContainerConfig
+from engine.container.runtime import Runtime
+from engine.images.archive import ConfigChanges, import_rootfs
+from engine.images.reference import parse_reference
+from engine.images.store import ImageStore
+from engine.supervisor import ensure_supervisor, supervisor_pid
+from tests.images.imagetools import busybox_rootfs, tar_dir
 
 
 def rss_kb(pid: int) -> int:
@@ -41,8 +41,6 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
-
-
 
 
 def bench_runc(rootfs: Path, runs: int) -> list[float]:
@@ -55,11 +53,15 @@ def bench_runc(rootfs: Path, runs: int) -> list[float]:
     config["root"] = {"path": str(rootfs), "readonly": False}
     (bundle / "config.json").write_text(json.dumps(config))
     times = []
-    for n in range(runs):
+    for _n in range(runs):
         name = f"bench-{secrets.token_hex(4)}"
         started = time.perf_counter()
-        subprocess.run(["runc", "run", "--bundle", str(bundle), name], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            ["runc", "run", "--bundle", str(bundle), name],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         times.append(time.perf_counter() - started)
     return times
 
@@ -76,13 +78,23 @@ def main() -> None:
     try:
         rootfs = busybox_rootfs(work / "bundle" / "rootfs")
         store = ImageStore(root / "images")
-        image = import_rootfs(store, tar_dir(rootfs, work / "rootfs.tar", compression=None),
-                              parse_reference("bench:1"), ConfigChanges())
+        image = import_rootfs(
+            store,
+            tar_dir(rootfs, work / "rootfs.tar", compression=None),
+            parse_reference("bench:1"),
+            ConfigChanges(),
+        )
         layers = tuple(str(store.layer_link(layer.diff_id)) for layer in image.layers)
 
         def config(*argv: str, **fields: object) -> ContainerConfig:
-            return ContainerConfig(id=f"b-{secrets.token_hex(4)}", image_id=image.id,
-                                   layers=layers, argv=argv, seccomp=False, **fields)  # type: ignore[arg-type]  # TEMP
+            return ContainerConfig(
+                id=f"b-{secrets.token_hex(4)}",
+                image_id=image.id,
+                layers=layers,
+                argv=argv,
+                seccomp=False,
+                **fields,
+            )  # type: ignore[arg-type]  # TEMP
 
         ours = []
         for _ in range(args.runs):
@@ -110,8 +122,10 @@ def main() -> None:
             runtime.start(made.id)
         supervisor = ensure_supervisor(root, group)
         time.sleep(2)
-        shims = [json.loads((runtime.containers / m.id / "state.json").read_text())["shim_pid"]
-                 for m in running]
+        shims = [
+            json.loads((runtime.containers / m.id / "state.json").read_text())["shim_pid"]
+            for m in running
+        ]
         shim_kb = [rss_kb(pid) for pid in shims]
         supervisor_kb = rss_kb(supervisor)
         per_container = (sum(shim_kb) + supervisor_kb) / len(running)
@@ -120,14 +134,18 @@ def main() -> None:
             "runs": args.runs,
             "create_start_wait_true_ms_median": round(statistics.median(ours) * 1000, 1),
             "start_only_ms_median": round(statistics.median(start_only) * 1000, 1),
-            "runc_run_true_ms_median": round(statistics.median(theirs) * 1000, 1) if theirs else None,
+            "runc_run_true_ms_median": round(statistics.median(theirs) * 1000, 1)
+            if theirs
+            else None,
             "containers": len(running),
             "shim_rss_kb_median": statistics.median(shim_kb),
             "supervisor_rss_kb": supervisor_kb,
             "supervision_kb_per_container": round(per_container),
         }
         if theirs:
-            result["ratio_ours_to_runc"] = round(statistics.median(ours) / statistics.median(theirs), 2)
+            result["ratio_ours_to_runc"] = round(
+                statistics.median(ours) / statistics.median(theirs), 2
+            )
         print(json.dumps(result, indent=2))
         out = Path(__file__).with_name("results")
         out.mkdir(exist_ok=True)

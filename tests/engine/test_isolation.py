@@ -23,7 +23,7 @@ pytestmark = pytest.mark.kernel
 
 def test_writing_through_proc_self_exe_does_not_reach_the_host(runtime: Runtime, make: Make) -> None:
     before = Path("/proc/self/exe").resolve().read_bytes()[:64]
-    state, _, err = sh(runtime, make, "echo x > /proc/self/exe; echo x > /proc/1/exe; ls /proc/1/root/ >/dev/null; echo done")
+    _state, _, err = sh(runtime, make, "echo x > /proc/self/exe; echo x > /proc/1/exe; ls /proc/1/root/ >/dev/null; echo done")
     assert "Text file busy" in err or "Permission denied" in err or "Read-only" in err
     assert Path("/proc/self/exe").resolve().read_bytes()[:64] == before
 
@@ -55,7 +55,7 @@ def symlink_image(store: ImageStore, tmp_path: Path, links: dict[str, str]) -> I
 
 
 def test_a_symlink_in_the_image_at_a_mount_target_cannot_send_the_mount_outside(runtime: Runtime, make: Make, busybox: tuple[ImageStore, Image], tmp_path: Path) -> None:
-    store, base = busybox
+    store, _base = busybox
     outside = tmp_path / "outside"
     outside.mkdir()
     links = symlink_image(store, tmp_path, {"mnt-here": str(outside), "escape": "../../../../../../" + str(outside)})
@@ -93,7 +93,7 @@ def test_a_bind_source_swapped_for_a_symlink_during_setup_is_not_followed(runtim
 def test_a_new_volume_is_seeded_from_the_image(runtime: Runtime, make: Make, tmp_path: Path) -> None:
     volume = tmp_path / "vol"
     volume.mkdir()
-    state, out, _ = run(runtime, make("sh", "-c", "ls /etc | sort | tr '\\n' ' '", mounts=(Mount("bind", "/etc", str(volume), seed=True),)))
+    _state, out, _ = run(runtime, make("sh", "-c", "ls /etc | sort | tr '\\n' ' '", mounts=(Mount("bind", "/etc", str(volume), seed=True),)))
     assert sorted(p.name for p in volume.iterdir()) == ["group", "hostname", "hosts", "passwd"]
     assert (volume / "passwd").read_text().startswith("root:x:0:0")
     assert out.split() == ["group", "hostname", "hosts", "passwd"]
@@ -102,7 +102,7 @@ def test_a_new_volume_is_seeded_from_the_image(runtime: Runtime, make: Make, tmp
 def test_a_file_can_be_bound_read_only(runtime: Runtime, make: Make, tmp_path: Path) -> None:
     secret = tmp_path / "token"
     secret.write_text("s3cret\n")
-    state, out, err = run(runtime, make("sh", "-c", "cat /run/secrets/token; echo x >> /run/secrets/token", mounts=(Mount("bind", "/run/secrets/token", str(secret), read_only=True, recursive=False),)))
+    _state, out, err = run(runtime, make("sh", "-c", "cat /run/secrets/token; echo x >> /run/secrets/token", mounts=(Mount("bind", "/run/secrets/token", str(secret), read_only=True, recursive=False),)))
     assert out == "s3cret\n" and "Read-only" in err
     assert secret.read_text() == "s3cret\n"
 
