@@ -14,6 +14,7 @@ import click
 from composer import __version__
 from composer.cli.config_cmd import config
 from composer.cli.context import Context
+from composer.cli.exec_cmd import exec_
 from composer.cli.image_cmd import image
 from composer.cli.pull_cmd import pull
 from composer.errors import ComposerError, StackError, UsageError
@@ -68,6 +69,7 @@ def version() -> None:
 
 
 cli.add_command(config)
+cli.add_command(exec_)
 cli.add_command(image)
 cli.add_command(pull)
 
@@ -76,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every ComposerError becomes a message and its exit code, never a traceback."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        cli.main(args=argv, prog_name="composer", standalone_mode=False)
+        result = cli.main(args=argv, prog_name="composer", standalone_mode=False)
+        if isinstance(result, int):  # a verb that exits with a code of its own (exec)
+            return result
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:

@@ -85,7 +85,12 @@ class Runtime:
         return self.containers / container_id
 
     def _cgroup(self, container_id: str) -> str:
-        return f"{self.cgroup_parent}/{container_id}"
+        """The container's cgroup: the one recorded when it was made (a runtime with another
+        parent acts on it all the same)."""
+        try:
+            return (self._dir(container_id) / "cgroup").read_text().strip()
+        except FileNotFoundError:
+            return f"{self.cgroup_parent}/{container_id}"
 
     @contextlib.contextmanager
     def _locked(self, container_id: str) -> Iterator[Path]:
@@ -150,6 +155,7 @@ class Runtime:
             raise ContainerError(f"container {config.id} already exists") from None
         try:
             (directory / "image-id").write_text(config.image_id + "\n")
+            (directory / "cgroup").write_text(f"{self.cgroup_parent}/{config.id}\n")
             Rootfs(directory / "rootfs").mount(
                 [Path(p) for p in config.layers],
                 read_only=False,
