@@ -3,8 +3,9 @@
 Unpack: a ~100 MiB layer tar of ~20k files (sizes log-normal from 100 B to 1 MiB, in nested
 directories, with symlinks and hard links, text of random words), plain and gzip -6. Each run
 unpacks into a fresh empty directory on the same filesystem: `unpack_layer` in this process,
-`tar -x -f FILE -C DIR` (`tar -xzf` for gzip) as a child. Written trees are removed and the
-page cache flushed (`sync`) between runs, outside the timed part. Median of N runs.
+`tar -x -f FILE -C DIR` (`tar -xzf` for gzip) as a child. Dirty pages are written out
+(`sync`) before each run, outside the timed part; written trees are removed only at the end
+(see Scratch for why). Runs are interleaved, the order reversed every other run. Median of N.
 
 Pull: a ~100 MiB image of incompressible files in 4 layers (`big_image`), pushed to a local
 docker-registry; `RegistryClient.pull` into a fresh store (download, verify, unpack) against
@@ -61,19 +62,27 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def fresh(path: Path) -> Path:
-    """An empty directory at `path` (whatever was there removed), the page cache flushed."""
-    if path.exists():
-        shutil.rmtree(path)
-    os.sync()
-    path.mkdir(parents=True)
-    return path
+class Scratch:
+    """New empty directories under `root`, never reused, all removed at the very end.
 
+    Nothing is deleted between runs on purpose: on ext4 without a journal (this machine's root
+    filesystem), creating an inode skips over every inode deleted in the last 60 s (5 min while
+    its inode table block is dirty), one buffer lookup each (`recently_deleted()` in
+    fs/ext4/ialloc.c), so a run after the removal of a 20k-file tree creates files 5-20x
+    slower, whoever creates them.
+    """
 
-def drop(path: Path) -> None:
-    if path.exists():
-        shutil.rmtree(path)
-    os.sync()
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.count = 0
+
+    def new(self, label: str) -> Path:
+        """A new empty directory; dirty pages written out first (`sync`), outside any timing."""
+        self.count += 1
+        path = self.root / f"{self.count:03d}-{label}"
+        path.mkdir(parents=True)
+        os.sync()
+        return path
 
 
 def run(argv: list[str]) -> None:
@@ -270,8 +279,8 @@ def read_only(src: Path) -> None:
             sha.update(chunk)
 
 
-def bench_unpack(work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    layer_dir = fresh(work / "layer")
+def bench_unpack(work: Path, scratch: Scratch, args: argparse.Namespace) -> dict[str, Any]:
+    layer_dir = scratch.new("layer")
     plain = layer_dir / "layer.tar"
     gz = layer_dir / "layer.tar.gz"
     started = time.perf_counter()
@@ -290,22 +299,20 @@ def bench_unpack(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     for f in (plain, gz):  # into the page cache: every contender reads it warm
         read_only(f)
 
-    dest = work / "out"
-    cases: dict[str, Callable[[], object]] = {
-        "composer unpack_layer (tar)": lambda: ours_unpack(plain, dest),
-        "tar -x -f": lambda: run(["tar", "-x", "-f", str(plain), "-C", str(dest)]),
-        "composer unpack_layer (tar.gz)": lambda: ours_unpack(gz, dest),
-        "tar -xzf": lambda: run(["tar", "-x", "-z", "-f", str(gz), "-C", str(dest)]),
-        "decompress+sha256 only (tar)": lambda: read_only(plain),
-        "decompress+sha256 only (tar.gz)": lambda: read_only(gz),
+    cases: dict[str, Callable[[Path], object]] = {
+        "composer unpack_layer (tar)": lambda dest: ours_unpack(plain, dest),
+        "tar -x -f": lambda dest: run(["tar", "-x", "-f", str(plain), "-C", str(dest)]),
+        "composer unpack_layer (tar.gz)": lambda dest: ours_unpack(gz, dest),
+        "tar -xzf": lambda dest: run(["tar", "-x", "-z", "-f", str(gz), "-C", str(dest)]),
+        "decompress+sha256 only (tar)": lambda _dest: read_only(plain),
+        "decompress+sha256 only (tar.gz)": lambda _dest: read_only(gz),
     }
-    # Same result: entry count and bytes of ours and tar's trees.
+    # Same result: entry count and bytes of ours and tar's trees (this is also the warm-up).
     check: dict[str, tuple[int, int]] = {}
     for name in ("composer unpack_layer (tar)", "tar -x -f"):
-        fresh(dest)
-        cases[name]()
+        dest = scratch.new("check")
+        cases[name](dest)
         check[name] = tree_summary(dest)
-    drop(dest)
     if len(set(check.values())) != 1:
         print(f"WARNING: the trees differ: {check}")
 
@@ -314,20 +321,18 @@ def bench_unpack(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     for n in range(args.runs):
         order = names if n % 2 == 0 else names[::-1]
         for name in order:
-            fresh(dest)
-            times[name].append(timed(cases[name]))
-            drop(dest)
+            dest = scratch.new("unpack")
+            times[name].append(timed(lambda: cases[name](dest)))  # noqa: B023
         print(f"  unpack run {n + 1}/{args.runs} done", flush=True)
 
     profiles: dict[str, str] = {}
     if args.profile:
         for label, src in (("tar", plain), ("tar.gz", gz)):
-            fresh(dest)
+            dest = scratch.new("profile")
             profile = cProfile.Profile()
             profile.enable()
             ours_unpack(src, dest)
             profile.disable()
-            drop(dest)
             profiles[label] = profile_top(profile)
 
     medians = {name: median(ts) for name, ts in times.items()}
@@ -335,8 +340,6 @@ def bench_unpack(work: Path, args: argparse.Namespace) -> dict[str, Any]:
         "tar": medians["composer unpack_layer (tar)"] / medians["tar -x -f"],
         "tar.gz": medians["composer unpack_layer (tar.gz)"] / medians["tar -xzf"],
     }
-    if not args.keep:
-        drop(layer_dir)
     return {
         "layer": info,
         "runs": args.runs,
@@ -419,10 +422,9 @@ def our_pull(
     }
 
 
-def bench_pull(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+def bench_pull(work: Path, scratch: Scratch, args: argparse.Namespace) -> dict[str, Any]:
     registry = Registry(work / "registry")
     layout_dir = work / "layout"
-    stores = work / "stores"
     try:
         started = time.perf_counter()
         layout = OciLayout(layout_dir)
@@ -430,8 +432,6 @@ def bench_pull(work: Path, args: argparse.Namespace) -> dict[str, Any]:
         registry.start()
         registry.push(layout.ref("big:1"), "big:1")
         blobs = sum(int(layer["size"]) for layer in layout.manifest("big:1")["layers"])
-        if not args.keep:
-            drop(layout_dir)
         ref = registry.image("big:1")
         print(
             f"image: {total / MiB:.0f} MiB of random bytes in {args.pull_files} files, "
@@ -441,22 +441,22 @@ def bench_pull(work: Path, args: argparse.Namespace) -> dict[str, Any]:
             flush=True,
         )
 
-        def ours() -> dict[str, Any]:
+        def ours(stores: Path) -> dict[str, Any]:
             return our_pull(ImageStore(stores / "images"), ref)
 
-        def ours_download_only() -> dict[str, Any]:
+        def ours_download_only(stores: Path) -> dict[str, Any]:
             return our_pull(DownloadOnlyStore(stores / "images"), ref)
 
         skopeo = ["skopeo", "copy", "--insecure-policy", "--quiet", "--src-tls-verify=false"]
 
-        def skopeo_oci() -> None:
+        def skopeo_oci(stores: Path) -> None:
             run([*skopeo, f"docker://{ref}", f"oci:{stores / 'oci'}:big"])
 
-        def skopeo_dir() -> None:
+        def skopeo_dir(stores: Path) -> None:
             run([*skopeo, f"docker://{ref}", f"dir:{stores / 'dir'}"])
 
-        def skopeo_then_tar() -> None:
-            skopeo_oci()
+        def skopeo_then_tar(stores: Path) -> None:
+            skopeo_oci(stores)
             manifest = json.loads((stores / "oci" / "index.json").read_text())["manifests"][0]
             blob_dir = stores / "oci" / "blobs" / "sha256"
             body = json.loads((blob_dir / manifest["digest"].split(":")[1]).read_text())
@@ -466,7 +466,7 @@ def bench_pull(work: Path, args: argparse.Namespace) -> dict[str, Any]:
                 blob = blob_dir / layer["digest"].split(":")[1]
                 run(["tar", "-x", "-z", "-f", str(blob), "-C", str(dest)])
 
-        cases: dict[str, Callable[[], Any]] = {
+        cases: dict[str, Callable[[Path], Any]] = {
             "composer pull (download+unpack)": ours,
             "composer pull, unpack stubbed": ours_download_only,
             "skopeo copy -> oci:": skopeo_oci,
@@ -474,9 +474,7 @@ def bench_pull(work: Path, args: argparse.Namespace) -> dict[str, Any]:
             "skopeo -> oci: + tar -xzf each layer": skopeo_then_tar,
         }
         for name in cases:  # one warm-up each
-            fresh(stores)
-            cases[name]()
-        drop(stores)
+            cases[name](scratch.new("warm-up"))
 
         times: dict[str, list[float]] = {name: [] for name in cases}
         phases: dict[str, list[dict[str, Any]]] = {
@@ -487,23 +485,20 @@ def bench_pull(work: Path, args: argparse.Namespace) -> dict[str, Any]:
         for n in range(args.runs):
             order = names if n % 2 == 0 else names[::-1]
             for name in order:
-                fresh(stores)
+                stores = scratch.new("pull")
                 started = time.perf_counter()
-                result = cases[name]()
+                result = cases[name](stores)
                 times[name].append(time.perf_counter() - started)
                 if isinstance(result, dict):
                     phases[name].append(result)
-                drop(stores)
             print(f"  pull run {n + 1}/{args.runs} done", flush=True)
 
         profiles: dict[str, str] = {}
         if args.profile:
-            fresh(stores)
-            store = ProfiledStore(stores / "images")
+            store = ProfiledStore(scratch.new("profile") / "images")
             store.profiles = []
             main = cProfile.Profile()
             our_pull(store, ref, main)
-            drop(stores)
             profiles["event loop thread"] = profile_top(main)
             if store.profiles:
                 merged = pstats.Stats(store.profiles[0])
@@ -544,7 +539,6 @@ def bench_pull(work: Path, args: argparse.Namespace) -> dict[str, Any]:
         }
     finally:
         registry.stop()
-        drop(stores)
 
 
 # --------------------------------------------------------------------------- main
@@ -576,6 +570,7 @@ def main() -> int:
         print("run as root: unpacking sets owners (as tar does for root)", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="images-bench-", dir=args.tmp))
+    scratch = Scratch(work / "runs")
     machine = machine_info(work)
     print(
         f"{machine['cpus']} cpus ({machine['cpu']}), Linux {machine['kernel']}, "
@@ -590,18 +585,20 @@ def main() -> int:
     }
     try:
         if args.only in (None, "unpack"):
-            results["unpack"] = bench_unpack(work, args)
+            results["unpack"] = bench_unpack(work, scratch, args)
         if args.only in (None, "pull"):
             missing = missing_tools()
             if missing:
                 print(f"pull skipped: missing {', '.join(missing)}")
             else:
-                results["pull"] = bench_pull(work, args)
+                results["pull"] = bench_pull(work, scratch, args)
     finally:
         if args.keep:
             print(f"kept {work}")
         else:
+            started = time.perf_counter()
             shutil.rmtree(work, ignore_errors=True)
+            print(f"removed {work} in {time.perf_counter() - started:.1f} s")
 
     if "unpack" in results:
         u = results["unpack"]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from composer.cli.main import main
-from composer.containers import container_config
 from composer.config.loader import LoadOptions, load_stack
+from composer.containers import container_config
 from composer.settings import Settings
 from engine.container.runtime import Runtime
 from engine.images.store import Image, ImageStore
