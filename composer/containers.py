@@ -8,13 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from engine.cgroups.base import CgroupLimits
-
 from composer.config.project import Project
 from composer.config.service import Service, VolumeMount
 from composer.errors import ComposerError
 from composer.process import resolve_process
 from composer.settings import Settings
+from engine.cgroups.base import CgroupLimits
 from engine.container.config import ContainerConfig
 from engine.container.spec import DEFAULT_CAPABILITIES, Mount, Rlimit
 from engine.images.store import Image, ImageStore
@@ -261,6 +260,7 @@ def container_config(
         ipc_host=service.ipc == "host",
         pid_host=service.pid == "host",
         tty=bool(service.tty),
+        init=bool(service.init),
         stop_signal=process.stop_signal,
         stop_grace_period=float(service.stop_grace_period or 10.0),
         labels=(

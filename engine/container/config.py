@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from engine.cgroups.base import CgroupLimits
-
 from engine.container.spec import DEFAULT_CAPABILITIES, Mount, Rlimit
 
 __all__ = ["ContainerConfig"]
@@ -45,6 +44,7 @@ class ContainerConfig:
     ipc_host: bool = False
     pid_host: bool = False
     tty: bool = False
+    init: bool = False  # a reaper as PID 1 that forwards signals (Docker's --init: tini)
     stop_signal: str = "SIGTERM"
     stop_grace_period: float = 10.0
     labels: tuple[tuple[str, str], ...] = ()

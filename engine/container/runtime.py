@@ -25,7 +25,7 @@ from typing import Final
 from engine.cgroups.base import CgroupDriver
 from engine.container.config import ContainerConfig
 from engine.container.launch import ContainerError, launch, start_time
-from engine.container.spec import Spec
+from engine.container.spec import Mount, Spec
 from engine.container.users import resolve_identity
 from engine.images.unpack import discard_tree
 from engine.linux import open_tree, pidfd_open, pidfd_send_signal
@@ -33,6 +33,8 @@ from engine.rootfs import Rootfs
 
 __all__ = ["Container", "ContainerError", "Runtime", "State"]
 
+INIT_TARGET: Final = "/sbin/docker-init"  # where Docker puts its init, so tools find it
+_TINI: Final = ("/usr/bin/tini-static", "/usr/bin/tini")
 _DEFAULT_PATH: Final = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _ID_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
@@ -238,10 +240,14 @@ class Runtime:
             from engine.seccomp import default_filter
 
             seccomp = default_filter(frozenset(config.capabilities))
+        argv, mounts = config.argv, config.mounts
+        if config.init:
+            argv = (INIT_TARGET, "--", *argv)
+            mounts = (Mount("bind", INIT_TARGET, _tini(), read_only=True, recursive=False), *mounts)
         return Spec(
             id=config.id,
             rootfs=merged,
-            argv=config.argv,
+            argv=argv,
             env=tuple(env),
             cwd=config.working_dir or "/",
             uid=identity.uid,
@@ -251,7 +257,7 @@ class Runtime:
             domainname=config.domainname,
             namespaces=tuple(namespaces),
             join_net=config.network if config.network.startswith("/") else "",
-            mounts=config.mounts,
+            mounts=mounts,
             capabilities=config.capabilities,
             no_new_privileges=config.no_new_privileges,
             seccomp=seccomp,
@@ -470,6 +476,14 @@ class Runtime:
         self.cgroups.remove(self._cgroup(container_id))
 
         discard_tree(directory)
+
+
+def _tini() -> str:
+    """The host's tini (Debian's tini package), the reaper Docker runs for --init."""
+    for path in _TINI:
+        if os.access(path, os.X_OK):
+            return path
+    raise ContainerError("init: true needs tini (apt install tini); it is not installed")
 
 
 def seed_volume(rootfs: str, target: str, volume: Path) -> None:

@@ -261,3 +261,19 @@ def test_removal_leaves_nothing(runtime: Runtime, make: Make) -> None:
     assert not created.directory.exists()
     assert str(created.directory) not in Path("/proc/self/mountinfo").read_text()
     assert not runtime.cgroups.exists(f"{runtime.cgroup_parent}/{config.id}")
+
+
+def test_init_true_puts_a_reaper_at_pid_1_that_forwards_signals(runtime: Runtime, make: Make) -> None:
+    script = "trap 'echo got TERM; exit 0' TERM; (sleep 0.1 &) ; cat /proc/1/cmdline | tr '\\0' ' '; echo; while true; do sleep 0.1; done"
+    config = make("sh", "-c", script, init=True, stop_grace_period=5)
+    runtime.create(config)
+    runtime.start(config.id)
+    directory = runtime.get(config.id).directory
+    deadline = time.monotonic() + 10
+    while not (directory / "stdout").read_text() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stopped = runtime.stop(config.id)
+    out = (directory / "stdout").read_text()
+    assert out.startswith("/sbin/docker-init -- sh -c")
+    assert "got TERM" in out
+    assert stopped.state.exit_code == 0
