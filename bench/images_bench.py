@@ -2,10 +2,11 @@
 
 Unpack: a ~100 MiB layer tar of ~20k files (sizes log-normal from 100 B to 1 MiB, in nested
 directories, with symlinks and hard links, text of random words), plain and gzip -6. Each run
-unpacks into a fresh empty directory on the same filesystem: `unpack_layer` in this process,
-`tar -x -f FILE -C DIR` (`tar -xzf` for gzip) as a child. Dirty pages are written out
-(`sync`) before each run, outside the timed part; written trees are removed only at the end
-(see Scratch for why). Runs are interleaved, the order reversed every other run. Median of N.
+unpacks into a fresh empty directory on the same filesystem (by default a fresh ext4 on a loop
+device; see --fs): `unpack_layer` in this process, `tar -x -f FILE -C DIR` (`tar -xzf` for
+gzip) as a child. The previous run's tree is removed and dirty pages are written out (`sync`)
+before each run, outside the timed part. Runs are interleaved, the order reversed every other
+run. Median of N.
 
 Pull: a ~100 MiB image of incompressible files in 4 layers (`big_image`), pushed to a local
 docker-registry; `RegistryClient.pull` into a fresh store (download, verify, unpack) against
@@ -14,12 +15,13 @@ against skopeo followed by `tar -xzf` of each layer (the same work as ours, one 
 Our pull is also timed with unpacking stubbed out (download only), and its phases are timed
 from the progress callback.
 
-Run as root: .venv/bin/python bench/images_bench.py [--runs N] [--profile] [--keep]
+Run as root: .venv/bin/python bench/images_bench.py [--runs N] [--profile] [--fs loop|tmpfs|here]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import datetime as dt
 import io
@@ -36,7 +38,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,7 @@ from tests.images.imagetools import OciLayout, Registry, big_image, missing_tool
 
 RESULTS = ROOT / "bench" / "results" / "images.json"
 MiB = 1 << 20
+LOOP_SIZE = 16 << 30
 
 
 # --------------------------------------------------------------------------- helpers
@@ -63,26 +66,65 @@ def median(values: list[float]) -> float:
 
 
 class Scratch:
-    """New empty directories under `root`, never reused, all removed at the very end.
+    """A new empty directory for each run, under `root`.
 
-    Nothing is deleted between runs on purpose: on ext4 without a journal (this machine's root
-    filesystem), creating an inode skips over every inode deleted in the last 60 s (5 min while
-    its inode table block is dirty), one buffer lookup each (`recently_deleted()` in
-    fs/ext4/ialloc.c), so a run after the removal of a 20k-file tree creates files 5-20x
-    slower, whoever creates them.
+    With `recycle`, the previous one is removed first (outside any timing); without, all stay
+    until the very end. Do not recycle on ext4 without a journal (this machine's root
+    filesystem): there, creating an inode skips, one buffer lookup each, every free inode of
+    its group deleted in the last minute or so (`recently_deleted()` in fs/ext4/ialloc.c), so
+    after the removal of a 20k-file tree files are made 5-20x slower, by tar and by us alike.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, recycle: bool) -> None:
         self.root = root
+        self.recycle = recycle
         self.count = 0
+        self._last: Path | None = None
 
     def new(self, label: str) -> Path:
-        """A new empty directory; dirty pages written out first (`sync`), outside any timing."""
+        """A new empty directory; dirty pages written out first (`sync`)."""
+        if self.recycle and self._last is not None:
+            shutil.rmtree(self._last)
         self.count += 1
-        path = self.root / f"{self.count:03d}-{label}"
+        path = self._last = self.root / f"{self.count:03d}-{label}"
         path.mkdir(parents=True)
         os.sync()
+        os.sync()  # a loop device's backing file, written by the first
         return path
+
+
+@contextlib.contextmanager
+def workspace(kind: str, tmp: Path | None, keep: bool) -> Iterator[Path]:
+    """The directory the bench works in: on a fresh ext4 (with a journal, mkfs defaults) on a
+    loop device (`loop`), on a fresh tmpfs (`tmpfs`), or in a temporary directory of `tmp`
+    (`here`). Unmounted and removed at the end, unless `keep` (then only unmounted)."""
+    base = Path(tempfile.mkdtemp(prefix="images-bench-", dir=tmp))
+    mnt: Path | None = None
+    try:
+        if kind == "loop":
+            image = base / "ext4.img"
+            with open(image, "wb") as f:
+                f.truncate(LOOP_SIZE)  # sparse
+            run(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0", str(image)])
+            mnt = base / "mnt"
+            mnt.mkdir()
+            run(["mount", "-o", "loop", str(image), str(mnt)])
+        elif kind == "tmpfs":
+            mnt = base / "mnt"
+            mnt.mkdir()
+            run(["mount", "-t", "tmpfs", "-o", "size=8g", "tmpfs", str(mnt)])
+        yield mnt or base
+    finally:
+        if mnt is not None:
+            done = subprocess.run(["umount", str(mnt)], check=False, capture_output=True)
+            if done.returncode != 0:
+                subprocess.run(["umount", "-l", str(mnt)], check=False)
+        if keep and kind == "here":
+            print(f"kept {base}")
+        else:
+            started = time.perf_counter()
+            shutil.rmtree(base, ignore_errors=True)
+            print(f"removed {base} in {time.perf_counter() - started:.1f} s")
 
 
 def run(argv: list[str]) -> None:
@@ -280,7 +322,8 @@ def read_only(src: Path) -> None:
 
 
 def bench_unpack(work: Path, scratch: Scratch, args: argparse.Namespace) -> dict[str, Any]:
-    layer_dir = scratch.new("layer")
+    layer_dir = work / "layer"
+    layer_dir.mkdir()
     plain = layer_dir / "layer.tar"
     gz = layer_dir / "layer.tar.gz"
     started = time.perf_counter()
@@ -561,29 +604,35 @@ def main() -> int:
     parser.add_argument("--pull-layers", type=int, default=4)
     parser.add_argument("--only", choices=("unpack", "pull"), help="run one half only")
     parser.add_argument("--profile", action="store_true", help="print cProfile top 15 (tottime)")
-    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--fs",
+        choices=("loop", "tmpfs", "here"),
+        default="loop",
+        help="where to unpack and pull: a fresh ext4 on a loop device (default), a fresh "
+        "tmpfs, or a temporary directory in --tmp",
+    )
     parser.add_argument("--tmp", type=Path, default=None, help="where the work directory goes")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (--fs here)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="the JSON results file")
     args = parser.parse_args()
 
     if os.geteuid() != 0:
         print("run as root: unpacking sets owners (as tar does for root)", file=sys.stderr)
         return 2
-    work = Path(tempfile.mkdtemp(prefix="images-bench-", dir=args.tmp))
-    scratch = Scratch(work / "runs")
-    machine = machine_info(work)
-    print(
-        f"{machine['cpus']} cpus ({machine['cpu']}), Linux {machine['kernel']}, "
-        f"Python {machine['python']}, {machine['tar']}, {machine['skopeo']}; "
-        f"work dir {work} ({machine['filesystem']})",
-        flush=True,
-    )
     results: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": " ".join([".venv/bin/python", "bench/images_bench.py", *sys.argv[1:]]),
-        "machine": machine,
     }
-    try:
+    with workspace(args.fs, args.tmp, args.keep) as work:
+        scratch = Scratch(work / "runs", recycle=args.fs != "here")
+        machine = results["machine"] = machine_info(work)
+        machine["fs_kind"] = args.fs
+        print(
+            f"{machine['cpus']} cpus ({machine['cpu']}), Linux {machine['kernel']}, "
+            f"Python {machine['python']}, {machine['tar']}, {machine['skopeo']}; "
+            f"work dir {work} ({args.fs}: {machine['filesystem']})",
+            flush=True,
+        )
         if args.only in (None, "unpack"):
             results["unpack"] = bench_unpack(work, scratch, args)
         if args.only in (None, "pull"):
@@ -592,13 +641,6 @@ def main() -> int:
                 print(f"pull skipped: missing {', '.join(missing)}")
             else:
                 results["pull"] = bench_pull(work, scratch, args)
-    finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            started = time.perf_counter()
-            shutil.rmtree(work, ignore_errors=True)
-            print(f"removed {work} in {time.perf_counter() - started:.1f} s")
 
     if "unpack" in results:
         u = results["unpack"]

@@ -94,7 +94,7 @@ def main() -> None:
                 argv=argv,
                 seccomp=False,
                 **fields,
-            )  # type: ignore[arg-type]  # TEMP
+            )  # type: ignore[arg-type]
 
         ours = []
         for _ in range(args.runs):

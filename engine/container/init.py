@@ -356,12 +356,16 @@ def _first_process(spec: dict, go_fd: int, error_fd: int) -> None:  # type: igno
     if os.read(go_fd, 1) != b"g":
         raise SetupError("start", "the runtime went away before the start")
     _workdir(spec["cwd"])
+    if spec["seccomp"] and not spec["no_new_privileges"]:
+        # Without no_new_privs only CAP_SYS_ADMIN may install a filter: do it before the
+        # capabilities go (as runc does); the filter allows what the rest of setup calls.
+        _step("seccomp", install_seccomp, spec["seccomp"])
     _privileges(spec)
     env = dict(item.split("=", 1) if "=" in item else (item, "") for item in spec["env"])
     for sig in (13, 25):  # SIGPIPE, SIGXFSZ: Python ignores them, and ignoring survives exec
         linux.reset_signal(sig)
     linux.close_range_cloexec(3)  # no descriptor of the host reaches the service
-    if spec["seccomp"]:
+    if spec["seccomp"] and spec["no_new_privileges"]:
         _step("seccomp", install_seccomp, spec["seccomp"])
     argv = spec["argv"]
     try:
@@ -476,12 +480,14 @@ def main_exec(spec_fd: int) -> None:
     if child == 0:
         try:
             _workdir(spec["cwd"])
+            if spec["seccomp"] and not spec["no_new_privileges"]:
+                _step("seccomp", install_seccomp, spec["seccomp"])
             _privileges(spec)
             env = dict(i.split("=", 1) if "=" in i else (i, "") for i in spec["env"])
             for sig in (13, 25):  # SIGPIPE, SIGXFSZ
                 linux.reset_signal(sig)
             linux.close_range_cloexec(3)
-            if spec["seccomp"]:
+            if spec["seccomp"] and spec["no_new_privileges"]:
                 _step("seccomp", install_seccomp, spec["seccomp"])
             argv = spec["argv"]
             try:

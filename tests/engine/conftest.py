@@ -61,7 +61,6 @@ def make(busybox: tuple[ImageStore, Image]) -> Make:
     store, image = busybox
 
     def _make(*argv: str, **fields: Any) -> ContainerConfig:
-        fields.setdefault("seccomp", False)  # TEMP until engine.seccomp lands
         return ContainerConfig(
             id=fields.pop("id", f"c-{secrets.token_hex(4)}"),
             image_id=image.id,

@@ -24,7 +24,6 @@ def web(tmp_path: Path, state_root: Path, runtime: Runtime, busybox: tuple[Image
     stack_file.write_text("name: demo\nservices:\n  web:\n    image: busybox:test\n    command: sleep 60\n    user: app\n")
     stack = load_stack(LoadOptions(files=(stack_file,), environ={}, working_directory=tmp_path))
     config = container_config(stack.project, "web", 1, image, store, Settings(state_root))
-    config = config.__class__(**{**config.__dict__, "seccomp": False})  # TEMP until engine.seccomp lands
     runtime.create(config)
     runtime.start(config.id)
     monkeypatch.setenv("COMPOSER_ROOT", str(state_root))
