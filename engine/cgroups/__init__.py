@@ -12,7 +12,8 @@ __all__ = ["V1", "V2", "CgroupDriver", "CgroupError", "CgroupLimits", "CgroupSta
 
 
 def detect(root: Path = Path("/sys/fs/cgroup")) -> CgroupDriver:
-    """The driver for this host: v2 when `root` is a unified hierarchy, else v1."""
+    """The driver for the host whose cgroups are mounted at `root`: v2 when it is a unified
+    hierarchy (it has cgroup.controllers), else v1 (hybrid hosts included)."""
     if (root / "cgroup.controllers").exists():
         return V2(root)
     return V1(root)

@@ -1,9 +1,11 @@
-"""cgroup v1: one hierarchy per controller (cpu, memory, pids, cpuset, freezer, blkio)."""
+"""cgroup v1: one hierarchy per controller (cpu, cpuacct, cpuset, memory, pids, freezer, blkio),
+each mounted under the root, with the group made in every one of them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import time
+import signal
 from pathlib import Path
 from typing import Final
 
@@ -11,77 +13,111 @@ from engine.cgroups.base import (
     CgroupError,
     CgroupLimits,
     CgroupStats,
+    check_limits,
     check_name,
+    needed_controllers,
+    procs,
     read_int,
+    read_keyed,
+    read_text,
     rmdir,
     signal_all,
+    wait_until,
     write,
 )
 
 __all__ = ["V1"]
 
-_CONTROLLERS: Final = ("cpu", "cpuacct", "memory", "pids", "cpuset", "freezer", "blkio")
+_CONTROLLERS: Final = ("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "blkio")
+# The kernel's "no limit" for memory is PAGE_COUNTER_MAX pages; anything this large is none.
+_UNLIMITED: Final = 1 << 62
+# Block I/O byte counts, the first file this kernel has (the CFQ one left in 5.0).
+_IO_FILES: Final = (
+    "blkio.io_service_bytes_recursive",
+    "blkio.throttle.io_service_bytes_recursive",
+    "blkio.throttle.io_service_bytes",
+)
 
 
 class V1:
+    """The v1 hierarchies mounted as `root`/<controller> (co-mounted ones counted once)."""
+
     version = 1
 
     def __init__(self, root: Path = Path("/sys/fs/cgroup")) -> None:
         self.root = root
-        seen: dict[str, Path] = {}
-        for controller in _CONTROLLERS:
-            path = root / controller
-            if path.is_dir():
-                seen.setdefault(os.path.realpath(path), path)
-        self._hierarchies = {p.name: p for p in seen.values()}
-        self._by_controller = {c: root / c for c in _CONTROLLERS if (root / c).is_dir()}
+        self._mounts = {c: root / c for c in _CONTROLLERS if (root / c).is_dir()}
+        unique: dict[str, Path] = {}  # "cpu" and "cpuacct" may be links to "cpu,cpuacct"
+        for path in self._mounts.values():
+            unique.setdefault(os.path.realpath(path), path)
+        self._hierarchies = list(unique.values())
 
     def _path(self, controller: str, name: str) -> Path:
-        base = self._by_controller.get(controller)
+        base = self._mounts.get(controller)
         if base is None:
             raise CgroupError(f"the {controller} cgroup controller is not mounted at {self.root}")
         return base / check_name(name)
 
-    def _all(self, name: str) -> list[Path]:
-        return [base / check_name(name) for base in self._hierarchies.values()]
+    def _paths(self, name: str) -> list[Path]:
+        check_name(name)
+        return [base / name for base in self._hierarchies]
 
     def create(self, name: str, limits: CgroupLimits) -> None:
-        for base in self._hierarchies.values():
+        check_limits(limits)
+        for controller in needed_controllers(limits):
+            self._path(controller, name)  # absent: refuse before anything is made
+        for base in self._hierarchies:
             path = base
             for part in check_name(name).split("/"):
                 path = path / part
-                if not path.is_dir():
-                    path.mkdir()
-                    if (path / "cpuset.cpus").exists():  # empty cpusets admit no process
-                        write(path / "cpuset.cpus", (path.parent / "cpuset.cpus").read_text())
-                        write(path / "cpuset.mems", (path.parent / "cpuset.mems").read_text())
-        cpu = self._path("cpu", name)
+                path.mkdir(exist_ok=True)
+                _inherit_cpuset(path)
         if limits.cpu_quota_us is not None:
+            cpu = self._path("cpu", name)
             write(cpu / "cpu.cfs_period_us", str(limits.cpu_period_us))
-            write(cpu / "cpu.cfs_quota_us", str(limits.cpu_quota_us))
+            quota = limits.cpu_quota_us if limits.cpu_quota_us > 0 else -1
+            write(cpu / "cpu.cfs_quota_us", str(quota))
         if limits.cpu_shares is not None:
-            write(cpu / "cpu.shares", str(limits.cpu_shares))
+            write(self._path("cpu", name) / "cpu.shares", str(limits.cpu_shares))
         if limits.cpuset_cpus is not None:
             write(self._path("cpuset", name) / "cpuset.cpus", limits.cpuset_cpus)
         if limits.cpuset_mems is not None:
             write(self._path("cpuset", name) / "cpuset.mems", limits.cpuset_mems)
-        memory = self._path("memory", name)
-        if limits.memory_limit is not None:
-            write(memory / "memory.limit_in_bytes", str(limits.memory_limit))
-        if limits.memory_swap is not None:
-            swap = memory / "memory.memsw.limit_in_bytes"
-            if swap.exists():
-                write(swap, str(limits.memory_swap))
-            elif limits.memory_swap != -1:
-                raise CgroupError("memswap_limit needs swap accounting, which this kernel has off")
+        if limits.memory_limit is not None or limits.memory_swap is not None:
+            self._set_memory(self._path("memory", name), limits)
         if limits.memory_reservation is not None:
-            write(memory / "memory.soft_limit_in_bytes", str(limits.memory_reservation))
+            soft = self._path("memory", name) / "memory.soft_limit_in_bytes"
+            write(soft, str(limits.memory_reservation))
         if limits.pids_limit is not None:
             value = "max" if limits.pids_limit <= 0 else str(limits.pids_limit)
             write(self._path("pids", name) / "pids.max", value)
 
+    @staticmethod
+    def _set_memory(path: Path, limits: CgroupLimits) -> None:
+        """memory.limit_in_bytes may never exceed memory.memsw.limit_in_bytes, so whichever
+        moves away from the other is written first (as runc does)."""
+        memory, swap = limits.memory_limit, limits.memory_swap
+        memsw = path / "memory.memsw.limit_in_bytes"
+        if swap is not None and not memsw.exists():
+            if swap == -1:
+                swap = None  # unlimited swap is what a kernel without swap accounting gives
+            else:
+                raise CgroupError(
+                    f"memswap_limit needs swap accounting, which this kernel has off ({memsw} "
+                    "is missing; boot with swapaccount=1)"
+                )
+        swap_first = swap is not None and (
+            swap == -1 or (read_int(path / "memory.limit_in_bytes") or 0) < swap
+        )
+        if swap is not None and swap_first:
+            write(memsw, str(swap))
+        if memory is not None:
+            write(path / "memory.limit_in_bytes", str(memory))
+        if swap is not None and not swap_first:
+            write(memsw, str(swap))
+
     def join_files(self, name: str) -> list[Path]:
-        return [path / "cgroup.procs" for path in self._all(name)]
+        return [path / "cgroup.procs" for path in self._paths(name)]
 
     def oom_file(self, name: str) -> str:
         return str(self._path("memory", name) / "memory.oom_control")
@@ -91,80 +127,103 @@ class V1:
             write(path, str(pid))
 
     def pids(self, name: str) -> list[int]:
-        try:
-            text = (self._path("pids", name) / "cgroup.procs").read_text()
-        except FileNotFoundError:
-            return []
-        return [int(line) for line in text.split()]
+        return procs(self._paths(name))  # every hierarchy: a half-joined process counts too
 
     def exists(self, name: str) -> bool:
-        return any(path.is_dir() for path in self._all(name))
+        return any(path.is_dir() for path in self._paths(name))
+
+    def _file(self, controller: str, name: str, file: str) -> Path | None:
+        base = self._mounts.get(controller)
+        return None if base is None else base / check_name(name) / file
 
     def stats(self, name: str) -> CgroupStats:
-        memory = self._path("memory", name)
-        limit = read_int(memory / "memory.limit_in_bytes")
-        read_bytes = write_bytes = 0
-        try:
-            blkio = (self._path("blkio", name) / "blkio.throttle.io_service_bytes").read_text()
-            for line in blkio.splitlines():
-                fields = line.split()
-                if len(fields) == 3 and fields[1] == "Read":
-                    read_bytes += int(fields[2])
-                elif len(fields) == 3 and fields[1] == "Write":
-                    write_bytes += int(fields[2])
-        except (FileNotFoundError, CgroupError):
-            pass
+        if not self.exists(name):
+            raise CgroupError(f"no cgroup {name} under {self.root}")
+        usage = self._file("cpuacct", name, "cpuacct.usage")
+        current = self._file("memory", name, "memory.usage_in_bytes")
+        limit_file = self._file("memory", name, "memory.limit_in_bytes")
+        limit = read_int(limit_file) if limit_file else None
+        count = self._file("pids", name, "pids.current")
+        read_bytes, write_bytes = self._io(name)
         return CgroupStats(
-            cpu_usage_ns=read_int(self._path("cpuacct", name) / "cpuacct.usage") or 0,
-            memory_usage=read_int(memory / "memory.usage_in_bytes") or 0,
-            memory_limit=limit if limit is not None and limit < 1 << 60 else None,
-            pids=read_int(self._path("pids", name) / "pids.current") or 0,
+            cpu_usage_ns=(read_int(usage) if usage else None) or 0,
+            memory_usage=(read_int(current) if current else None) or 0,
+            memory_limit=limit if limit is not None and limit < _UNLIMITED else None,
+            pids=(read_int(count) if count else None) or len(self.pids(name)),
             io_read_bytes=read_bytes,
             io_write_bytes=write_bytes,
             oom_kills=self.oom_kills(name),
         )
 
-    def oom_kills(self, name: str) -> int:
-        try:
-            text = (self._path("memory", name) / "memory.oom_control").read_text()
-        except FileNotFoundError:
-            return 0
-        for line in text.splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill":
-                return int(value)
-        return 0
+    def _io(self, name: str) -> tuple[int | None, int | None]:
+        """Bytes read and written, from lines such as "8:0 Read 4096" ("Total" skipped)."""
+        for file in _IO_FILES:
+            path = self._file("blkio", name, file)
+            text = read_text(path) if path else None
+            if text is None:
+                continue
+            totals = {"Read": 0, "Write": 0}
+            for fields in (line.split() for line in text.splitlines()):
+                if len(fields) == 3 and fields[1] in totals:
+                    totals[fields[1]] += int(fields[2])
+            return totals["Read"], totals["Write"]
+        return None, None
 
-    def _freezer(self, name: str, state: str) -> None:
+    def oom_kills(self, name: str) -> int:
+        path = self._file("memory", name, "memory.oom_control")
+        return read_keyed(path).get("oom_kill", 0) if path else 0
+
+    def _set_state(self, name: str, state: str) -> None:
         path = self._path("freezer", name) / "freezer.state"
         write(path, state)
-        deadline = time.monotonic() + 5
-        while path.read_text().strip() != state:
-            if time.monotonic() > deadline:
-                raise CgroupError(f"cgroup {name} did not become {state}")
-            time.sleep(0.001)
+        wait_until(lambda: (read_text(path) or "").strip() == state, f"cgroup {name} not {state}")
 
     def freeze(self, name: str) -> None:
-        self._freezer(name, "FROZEN")
+        try:
+            self._set_state(name, "FROZEN")
+        except CgroupError:
+            with contextlib.suppress(CgroupError):  # not left half frozen
+                self._set_state(name, "THAWED")
+            raise
 
     def thaw(self, name: str) -> None:
-        self._freezer(name, "THAWED")
+        self._set_state(name, "THAWED")
 
     def frozen(self, name: str) -> bool:
-        try:
-            return (self._path("freezer", name) / "freezer.state").read_text().strip() != "THAWED"
-        except FileNotFoundError:
-            return False
+        path = self._file("freezer", name, "freezer.state")
+        state = read_text(path) if path else None
+        return state is not None and state.strip() != "THAWED"
 
-    def kill(self, name: str, sig: int = 9) -> None:
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         if not self.exists(name):
             return
-        self.freeze(name)  # no fork escapes while each process is signalled
+        # Frozen, no process can fork a child past the signal; without a freezer, best effort.
+        frozen = False
+        if "freezer" in self._mounts:
+            with contextlib.suppress(CgroupError):
+                self.freeze(name)
+                frozen = True
         try:
             signal_all(self.pids(name), sig)
         finally:
-            self.thaw(name)
+            if frozen:
+                self.thaw(name)
 
     def remove(self, name: str) -> None:
-        for path in self._all(name):
-            rmdir(path)
+        failures: list[CgroupError] = []
+        for path in self._paths(name):
+            try:
+                rmdir(path)
+            except CgroupError as exc:  # the other hierarchies are still removed
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+
+
+def _inherit_cpuset(path: Path) -> None:
+    """A new v1 cpuset starts with no cpus and no memory nodes, and no process can join it:
+    give it its parent's (unless it already has its own)."""
+    for file in ("cpuset.cpus", "cpuset.mems"):
+        own = read_text(path / file)
+        if own is not None and not own.strip():
+            write(path / file, (read_text(path.parent / file) or "").strip())

@@ -1,31 +1,45 @@
-"""cgroup v2: one unified hierarchy; controllers enabled down the path in subtree_control."""
+"""cgroup v2: one unified hierarchy, with the controllers a group needs enabled in the
+cgroup.subtree_control of every group above it."""
 
 from __future__ import annotations
 
-import time
+import contextlib
+import signal
 from pathlib import Path
+from typing import Final
 
 from engine.cgroups.base import (
     CgroupError,
     CgroupLimits,
     CgroupStats,
+    check_limits,
     check_name,
+    needed_controllers,
+    procs,
     read_int,
+    read_keyed,
+    read_text,
     rmdir,
     signal_all,
+    wait_until,
     write,
 )
 
 __all__ = ["V2", "shares_to_weight"]
 
+# Enabled down the path whenever the root offers them: limits need some, usage figures others.
+_ENABLED: Final[tuple[str, ...]] = ("cpu", "cpuset", "io", "memory", "pids")
+
 
 def shares_to_weight(shares: int) -> int:
-    """cpu.shares (2..262144) to cpu.weight (1..10000), as runc converts them."""
-    shares = min(max(shares, 2), 262144)
-    return 1 + ((shares - 2) * 9999) // 262142
+    """cpu.shares (2..262144, 1024 the default) to cpu.weight (1..10000), as runc converts."""
+    shares = min(max(shares, 2), 262_144)
+    return 1 + ((shares - 2) * 9999) // 262_142
 
 
 class V2:
+    """The unified hierarchy mounted at `root` (a directory with cgroup.controllers)."""
+
     version = 2
 
     def __init__(self, root: Path = Path("/sys/fs/cgroup")) -> None:
@@ -34,34 +48,24 @@ class V2:
     def _path(self, name: str) -> Path:
         return self.root / check_name(name)
 
-    def _needed(self, limits: CgroupLimits) -> list[str]:
-        needed = []
-        if limits.cpu_quota_us is not None or limits.cpu_shares is not None:
-            needed.append("cpu")
-        if limits.cpuset_cpus is not None or limits.cpuset_mems is not None:
-            needed.append("cpuset")
-        if (limits.memory_limit, limits.memory_swap, limits.memory_reservation) != (None,) * 3:
-            needed.append("memory")
-        if limits.pids_limit is not None:
-            needed.append("pids")
-        return needed
-
     def create(self, name: str, limits: CgroupLimits) -> None:
-        available = set((self.root / "cgroup.controllers").read_text().split())
-        wanted = [c for c in ("cpu", "cpuset", "memory", "pids", "io") if c in available]
-        for controller in self._needed(limits):
-            if controller not in available:
-                raise CgroupError(f"the {controller} controller is not available in {self.root}")
+        check_limits(limits)
+        available = (read_text(self.root / "cgroup.controllers") or "").split()
+        absent = [c for c in needed_controllers(limits) if c not in available]
+        if absent:
+            raise CgroupError(
+                f"the {', '.join(absent)} controller{'s are' if len(absent) > 1 else ' is'} "
+                f"not available in {self.root} (cgroup.controllers: {' '.join(available)})"
+            )
+        wanted = [c for c in _ENABLED if c in available]
         path = self.root
         for part in check_name(name).split("/"):
-            enabled = set((path / "cgroup.subtree_control").read_text().split())
-            missing = [c for c in wanted if c not in enabled]
-            if missing:
-                write(path / "cgroup.subtree_control", " ".join(f"+{c}" for c in missing))
+            _enable(path, wanted)
             path = path / part
             path.mkdir(exist_ok=True)
         if limits.cpu_quota_us is not None:
-            write(path / "cpu.max", f"{limits.cpu_quota_us} {limits.cpu_period_us}")
+            quota = str(limits.cpu_quota_us) if limits.cpu_quota_us > 0 else "max"
+            write(path / "cpu.max", f"{quota} {limits.cpu_period_us}")
         if limits.cpu_shares is not None:
             write(path / "cpu.weight", str(shares_to_weight(limits.cpu_shares)))
         if limits.cpuset_cpus is not None:
@@ -69,13 +73,9 @@ class V2:
         if limits.cpuset_mems is not None:
             write(path / "cpuset.mems", limits.cpuset_mems)
         if limits.memory_limit is not None:
-            write(path / "memory.max", str(limits.memory_limit))
+            write(path / "memory.max", _bytes(limits.memory_limit))
         if limits.memory_swap is not None:
-            if limits.memory_swap == -1:
-                swap = "max"
-            else:
-                swap = str(max(0, limits.memory_swap - (limits.memory_limit or 0)))
-            write(path / "memory.swap.max", swap)
+            _set_swap(path, limits)
         if limits.memory_reservation is not None:
             write(path / "memory.low", str(limits.memory_reservation))
         if limits.pids_limit is not None:
@@ -92,52 +92,20 @@ class V2:
         write(self._path(name) / "cgroup.procs", str(pid))
 
     def pids(self, name: str) -> list[int]:
-        found: list[int] = []
-        path = self._path(name)
-        if not path.is_dir():
-            return found
-        for procs in [path / "cgroup.procs", *path.rglob("*/cgroup.procs")]:
-            try:
-                found += [int(line) for line in procs.read_text().split()]
-            except FileNotFoundError:
-                continue
-        return found
+        return procs([self._path(name)])
 
     def exists(self, name: str) -> bool:
         return self._path(name).is_dir()
 
-    def _keyed(self, file: Path) -> dict[str, int]:
-        try:
-            text = file.read_text()
-        except FileNotFoundError:
-            return {}
-        values = {}
-        for line in text.splitlines():
-            key, _, value = line.partition(" ")
-            if value.strip().isdigit():
-                values[key] = int(value)
-        return values
-
     def stats(self, name: str) -> CgroupStats:
         path = self._path(name)
-        limit = read_int(path / "memory.max")
-        read_bytes = write_bytes = None
-        try:
-            io = (path / "io.stat").read_text()
-            read_bytes = write_bytes = 0
-            for line in io.splitlines():
-                for field in line.split()[1:]:
-                    key, _, value = field.partition("=")
-                    if key == "rbytes":
-                        read_bytes += int(value)
-                    elif key == "wbytes":
-                        write_bytes += int(value)
-        except FileNotFoundError:
-            pass
+        if not path.is_dir():
+            raise CgroupError(f"no cgroup {name} under {self.root}")
+        read_bytes, write_bytes = _io(path)
         return CgroupStats(
-            cpu_usage_ns=self._keyed(path / "cpu.stat").get("usage_usec", 0) * 1000,
+            cpu_usage_ns=read_keyed(path / "cpu.stat").get("usage_usec", 0) * 1000,
             memory_usage=read_int(path / "memory.current") or 0,
-            memory_limit=limit,
+            memory_limit=read_int(path / "memory.max"),
             pids=read_int(path / "pids.current") or len(self.pids(name)),
             io_read_bytes=read_bytes,
             io_write_bytes=write_bytes,
@@ -145,35 +113,79 @@ class V2:
         )
 
     def oom_kills(self, name: str) -> int:
-        return self._keyed(self._path(name) / "memory.events").get("oom_kill", 0)
+        return read_keyed(self._path(name) / "memory.events").get("oom_kill", 0)
 
-    def _freeze(self, name: str, value: str) -> None:
+    def _set_frozen(self, name: str, value: int) -> None:
         path = self._path(name)
-        write(path / "cgroup.freeze", value)
-        deadline = time.monotonic() + 5
-        expected = f"frozen {value}"
-        while expected not in (path / "cgroup.events").read_text().splitlines():
-            if time.monotonic() > deadline:
-                raise CgroupError(f"cgroup {name} did not {'freeze' if value == '1' else 'thaw'}")
-            time.sleep(0.001)
+        write(path / "cgroup.freeze", str(value))
+        events = path / "cgroup.events"
+        wait_until(
+            lambda: read_keyed(events).get("frozen") == value,
+            f"cgroup {name} did not {'freeze' if value else 'thaw'}",
+        )
 
     def freeze(self, name: str) -> None:
-        self._freeze(name, "1")
+        try:
+            self._set_frozen(name, 1)
+        except CgroupError:
+            with contextlib.suppress(CgroupError):  # not left half frozen
+                self._set_frozen(name, 0)
+            raise
 
     def thaw(self, name: str) -> None:
-        self._freeze(name, "0")
+        self._set_frozen(name, 0)
 
     def frozen(self, name: str) -> bool:
         return read_int(self._path(name) / "cgroup.freeze") == 1
 
-    def kill(self, name: str, sig: int = 9) -> None:
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         path = self._path(name)
         if not path.is_dir():
             return
-        if sig == 9 and (path / "cgroup.kill").exists():
-            write(path / "cgroup.kill", "1")
+        if sig == signal.SIGKILL and (path / "cgroup.kill").exists():  # kernel >= 5.14
+            write(path / "cgroup.kill", "1")  # the whole subtree, forks included
             return
         signal_all(self.pids(name), sig)
 
     def remove(self, name: str) -> None:
         rmdir(self._path(name))
+
+
+def _enable(path: Path, controllers: list[str]) -> None:
+    """Enable `controllers` for the children of `path` (those not enabled yet)."""
+    enabled = (read_text(path / "cgroup.subtree_control") or "").split()
+    missing = [c for c in controllers if c not in enabled]
+    if missing:
+        write(path / "cgroup.subtree_control", " ".join(f"+{c}" for c in missing))
+
+
+def _bytes(value: int) -> str:
+    return "max" if value < 0 else str(value)
+
+
+def _set_swap(path: Path, limits: CgroupLimits) -> None:
+    """memory.swap.max counts swap alone: memswap_limit less mem_limit (as runc converts)."""
+    swap, memory = limits.memory_swap, limits.memory_limit
+    value = "max" if swap is None or swap == -1 else str(swap - (memory or 0))
+    if not (path / "memory.swap.max").exists():
+        if value == "max":
+            return  # no swap accounting: nothing to lift
+        raise CgroupError(
+            f"memswap_limit needs swap accounting, which this kernel has off "
+            f"({path / 'memory.swap.max'} is missing)"
+        )
+    write(path / "memory.swap.max", value)
+
+
+def _io(path: Path) -> tuple[int | None, int | None]:
+    """Bytes read and written, summed over devices ("8:0 rbytes=… wbytes=…" lines)."""
+    text = read_text(path / "io.stat")
+    if text is None:
+        return None, None
+    totals = {"rbytes": 0, "wbytes": 0}
+    for line in text.splitlines():
+        for field in line.split()[1:]:
+            key, _, value = field.partition("=")
+            if key in totals and value.isdigit():
+                totals[key] += int(value)
+    return totals["rbytes"], totals["wbytes"]

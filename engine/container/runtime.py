@@ -350,14 +350,23 @@ class Runtime:
         return self.get(container_id)
 
     def _await_exit_record(self, directory: Path, timeout: float = 5.0) -> None:
-        """The shim writes the exit record just after the process ends; reap the shim if it is
-        ours."""
+        """The shim writes the exit record just after the process ends, then exits: wait for
+        the record, and reap the shim when it is our child."""
         deadline = time.monotonic() + timeout
         while not (directory / "exit").exists() and time.monotonic() < deadline:
             time.sleep(0.002)
-        with contextlib.suppress(FileNotFoundError, ValueError, ChildProcessError, KeyError):
+        try:
             shim = int(json.loads((directory / "state.json").read_bytes())["shim_pid"])
-            os.waitpid(shim, os.WNOHANG)
+        except (FileNotFoundError, ValueError, KeyError):
+            return
+        reap_by = time.monotonic() + 1.0
+        while time.monotonic() < reap_by:
+            try:
+                if os.waitpid(shim, os.WNOHANG)[0]:
+                    return
+            except ChildProcessError:
+                return  # not ours (another process started it): its parent reaps it
+            time.sleep(0.002)
 
     def wait(self, container_id: str, timeout: float | None = None) -> State:
         """Block until the container's process ends (or `timeout`); its state then."""
@@ -472,6 +481,8 @@ class Runtime:
                     f"container {container_id} is running: stop it first, or force the removal"
                 )
             self.stop(container_id, timeout=0)
+        elif (directory / "state.json").exists():
+            self._await_exit_record(directory, timeout=0)  # reap its shim if it is ours
         Rootfs(directory / "rootfs").remove()
         self.cgroups.remove(self._cgroup(container_id))
 
