@@ -381,6 +381,12 @@ class Runtime:
             self._await_exit_record(directory)
         return self._observe(container_id, directory)
 
+    def restart(self, container_id: str, timeout: float | None = None) -> Container:
+        """Stop (stop signal, then SIGKILL after the grace period) and start again, keeping the
+        container's writable layer."""
+        self.stop(container_id, timeout)
+        return self.start(container_id)
+
     def _pidfd_gone(self, container_id: str, directory: Path) -> bool:
         fd = self._pidfd(container_id, directory)
         if fd is None:

@@ -277,3 +277,17 @@ def test_init_true_puts_a_reaper_at_pid_1_that_forwards_signals(runtime: Runtime
     assert out.startswith("/sbin/docker-init -- sh -c")
     assert "got TERM" in out
     assert stopped.state.exit_code == 0
+
+
+def test_restart_runs_a_new_process_in_the_same_container(runtime: Runtime, make: Make) -> None:
+    config = make("sh", "-c", "echo start >> /runs; exec sleep 60", stop_grace_period=0.2)
+    runtime.create(config)
+    first = runtime.start(config.id).state.pid
+    second = runtime.restart(config.id).state.pid
+    assert first != second
+    assert runtime.get(config.id).state.status == "running"
+    merged = runtime.get(config.id).directory / "rootfs/merged/runs"
+    deadline = time.monotonic() + 5
+    while merged.read_text().count("start") < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert merged.read_text() == "start\nstart\n"
