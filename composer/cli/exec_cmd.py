@@ -15,7 +15,7 @@ __all__ = ["exec_"]
 @click.command(
     "exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
 )
-@click.option("-T", "no_tty", is_flag=True, help="Do not allocate a terminal (none is, yet).")
+@click.option("-T", "no_tty", is_flag=True, help="Do not allocate a terminal.")
 @click.option("-e", "--env", "env", multiple=True, metavar="KEY=VALUE", help="Set a variable.")
 @click.option("-u", "--user", help="Run as this user (name or uid[:gid]).")
 @click.option("-w", "--workdir", help="Working directory inside the container.")
@@ -34,7 +34,8 @@ def exec_(
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND inside SERVICE's running container (its namespaces, cgroup, user,
-    capabilities and seccomp filter); exits with COMMAND's exit code."""
+    capabilities and seccomp filter); exits with COMMAND's exit code. A terminal is given
+    when ours is one, unless -T."""
     from composer.config.loader import load_stack
     from composer.containers import container_name
     from composer.settings import Settings
@@ -57,6 +58,23 @@ def exec_(
         raise ComposerError(f"service {service!r} has no container {name}: {exc}") from exc
     if state.status != "running":
         raise ComposerError(f"service {service!r}: container {name} is {state.status}")
-    code = runtime.exec(name, command, env=env, user=user, working_dir=workdir)
     sys.stdout.flush()
+    if not no_tty and sys.stdin.isatty() and sys.stdout.isatty():
+        from composer.cli.terminal import interactive
+
+        code = interactive(
+            lambda slave: runtime.exec(
+                name,
+                command,
+                env=env,
+                user=user,
+                working_dir=workdir,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                tty=True,
+            )
+        )
+    else:
+        code = runtime.exec(name, command, env=env, user=user, working_dir=workdir)
     raise click.exceptions.Exit(code)

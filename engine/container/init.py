@@ -454,7 +454,9 @@ def main_exec(spec_fd: int) -> None:
     """`init.py exec SPEC_FD`: run a process inside a running container (spec["pid"]): enter
     its cgroup and namespaces, drop to its user and capabilities, execute; this program's exit
     status is the process's."""
-    import signal  # now: once in the container's mount namespace, nothing can be imported
+    import fcntl
+    import signal  # imported any more
+    import termios
 
     with os.fdopen(spec_fd, "rb") as f:
         spec = marshal.loads(f.read())
@@ -479,6 +481,12 @@ def main_exec(spec_fd: int) -> None:
     child = os.fork()
     if child == 0:
         try:
+            if spec["tty"]:  # stdin is a terminal: make it the process's controlling one
+                import fcntl
+                import termios
+
+                os.setsid()
+                fcntl.ioctl(0, termios.TIOCSCTTY, 0)
             _workdir(spec["cwd"])
             if spec["seccomp"] and not spec["no_new_privileges"]:
                 _step("seccomp", install_seccomp, spec["seccomp"])

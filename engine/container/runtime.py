@@ -407,15 +407,17 @@ class Runtime:
         stdin: int | None = None,
         stdout: int | None = None,
         stderr: int | None = None,
+        tty: bool = False,
     ) -> int:
         """Run `argv` inside the running container (its namespaces, cgroup, user,
-        capabilities and seccomp filter) with the given stdio (default: ours); its exit code."""
+        capabilities and seccomp filter) with the given stdio (default: ours); its exit code.
+        `tty`: stdin is a terminal, to become the process's controlling terminal."""
         import subprocess
         import sys
 
         from engine.container.launch import INIT
 
-        document = self._exec_spec(container_id, argv, env, user, working_dir)
+        document = self._exec_spec(container_id, argv, env, user, working_dir, tty)
         read, write = os.pipe()
         try:
             process = subprocess.Popen(
@@ -438,6 +440,7 @@ class Runtime:
         env: tuple[str, ...],
         user: str | None,
         working_dir: str | None,
+        tty: bool = False,
     ) -> bytes:
         directory = self._dir(container_id)
         container = self.get(container_id)
@@ -464,6 +467,7 @@ class Runtime:
             uid=spec_uid,
             gid=spec_gid,
             groups=list(spec_groups),
+            tty=tty,
         )
         return marshal.dumps(document)
 

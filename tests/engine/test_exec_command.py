@@ -50,3 +50,40 @@ def test_exec_on_a_service_without_a_container_is_a_clear_error(web: Path, tmp_p
     code = main(["-f", str(other), "exec", "db", "true"])
     _, err = capfd.readouterr()
     assert code == 1 and "service 'db' has no container other-db-1" in err
+
+
+def test_exec_from_a_terminal_gets_a_terminal(web: Path, state_root: Path) -> None:
+    import fcntl
+    import os
+    import select
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))
+    command = [sys.executable, "-m", "composer", "-f", str(web), "exec", "web", "sh", "-c", "test -t 0 && echo TTY; stty size; exit 4"]
+    process = subprocess.Popen(command, stdin=slave, stdout=slave, stderr=slave, env={**os.environ, "COMPOSER_ROOT": str(state_root)}, start_new_session=True)
+    os.close(slave)
+    output = b""
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 20)
+            if not ready:
+                break
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        assert process.wait(timeout=20) == 4
+    finally:
+        os.close(master)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    text = output.decode().replace("\r", "")
+    assert "TTY\n" in text and "33 111\n" in text
