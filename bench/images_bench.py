@@ -175,7 +175,10 @@ def machine_info(work: Path) -> dict[str, Any]:
             cpu = line.split(":", 1)[1].strip()
             break
     fs = subprocess.run(
-        ["stat", "-f", "-c", "%T", str(work)], capture_output=True, text=True, check=False
+        ["findmnt", "-n", "-o", "FSTYPE,OPTIONS", "--target", str(work)],
+        capture_output=True,
+        text=True,
+        check=False,
     ).stdout.strip()
     return {
         "cpus": os.cpu_count(),
@@ -443,8 +446,8 @@ def our_pull(
     total = time.perf_counter() - started
 
     first: dict[tuple[str, str], float] = {}
-    for at, event in events:
-        first.setdefault((event.digest, event.status), at - started)
+    for when, event in events:
+        first.setdefault((event.digest, event.status), when - started)
     layers = sorted({e.digest for _, e in events})
 
     def at(digest: str, status: str) -> float:
