@@ -214,16 +214,16 @@ def wait_until(done: Callable[[], bool], what: str, timeout: float = 5.0) -> Non
         pause = min(pause * 2, 0.01)
 
 
-def rmdir(path: Path, timeout: float = 3.0) -> None:
-    """Remove a cgroup directory and its descendants, deepest first, retrying while the kernel
-    still counts an exiting process (EBUSY); nothing when it is already gone."""
+def rmdir(path: Path, deadline: float) -> None:
+    """Remove a cgroup directory and its descendants, deepest first, retrying until `deadline`
+    (time.monotonic) while the kernel still counts an exiting process (EBUSY); nothing when it
+    is already gone."""
     try:
         children = [p for p in path.iterdir() if p.is_dir()]
     except (FileNotFoundError, NotADirectoryError):
         return
     for child in children:
-        rmdir(child, timeout)
-    deadline = time.monotonic() + timeout
+        rmdir(child, deadline)
     while True:
         try:
             os.rmdir(path)

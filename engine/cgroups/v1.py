@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Final
 
@@ -44,8 +45,9 @@ class V1:
 
     version = 1
 
-    def __init__(self, root: Path = Path("/sys/fs/cgroup")) -> None:
+    def __init__(self, root: Path = Path("/sys/fs/cgroup"), busy_timeout: float = 3.0) -> None:
         self.root = root
+        self.busy_timeout = busy_timeout  # how long remove waits for exiting processes
         self._mounts = {c: root / c for c in _CONTROLLERS if (root / c).is_dir()}
         unique: dict[str, Path] = {}  # "cpu" and "cpuacct" may be links to "cpu,cpuacct"
         for path in self._mounts.values():
@@ -62,8 +64,14 @@ class V1:
         check_name(name)
         return [base / name for base in self._hierarchies]
 
+    def _require_hierarchies(self) -> None:
+        if not self._hierarchies:
+            known = ", ".join(_CONTROLLERS)
+            raise CgroupError(f"no cgroup hierarchy is mounted at {self.root} (looked for {known})")
+
     def create(self, name: str, limits: CgroupLimits) -> None:
         check_limits(limits)
+        self._require_hierarchies()
         for controller in needed_controllers(limits):
             self._path(controller, name)  # absent: refuse before anything is made
         for base in self._hierarchies:
@@ -98,6 +106,8 @@ class V1:
         moves away from the other is written first (as runc does)."""
         memory, swap = limits.memory_limit, limits.memory_swap
         memsw = path / "memory.memsw.limit_in_bytes"
+        if memory == -1 and swap is None and memsw.exists():
+            swap = -1  # an unlimited memory above a finite memory+swap is refused
         if swap is not None and not memsw.exists():
             if swap == -1:
                 swap = None  # unlimited swap is what a kernel without swap accounting gives
@@ -117,6 +127,7 @@ class V1:
             write(memsw, str(swap))
 
     def join_files(self, name: str) -> list[Path]:
+        self._require_hierarchies()
         return [path / "cgroup.procs" for path in self._paths(name)]
 
     def oom_file(self, name: str) -> str:
@@ -198,22 +209,25 @@ class V1:
         if not self.exists(name):
             return
         # Frozen, no process can fork a child past the signal; without a freezer, best effort.
-        frozen = False
-        if "freezer" in self._mounts:
+        # A group paused before keeps still unless the signal is SIGKILL, which needs a thaw.
+        paused = self.frozen(name)
+        frozen = paused
+        if "freezer" in self._mounts and not paused:
             with contextlib.suppress(CgroupError):
                 self.freeze(name)
                 frozen = True
         try:
             signal_all(self.pids(name), sig)
         finally:
-            if frozen:
+            if frozen and (sig == signal.SIGKILL or not paused):
                 self.thaw(name)
 
     def remove(self, name: str) -> None:
         failures: list[CgroupError] = []
+        deadline = time.monotonic() + self.busy_timeout
         for path in self._paths(name):
             try:
-                rmdir(path)
+                rmdir(path, deadline)
             except CgroupError as exc:  # the other hierarchies are still removed
                 failures.append(exc)
         if failures:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import time
 from pathlib import Path
 from typing import Final
 
@@ -42,8 +43,9 @@ class V2:
 
     version = 2
 
-    def __init__(self, root: Path = Path("/sys/fs/cgroup")) -> None:
+    def __init__(self, root: Path = Path("/sys/fs/cgroup"), busy_timeout: float = 3.0) -> None:
         self.root = root
+        self.busy_timeout = busy_timeout  # how long remove waits for exiting processes
 
     def _path(self, name: str) -> Path:
         return self.root / check_name(name)
@@ -148,7 +150,7 @@ class V2:
         signal_all(self.pids(name), sig)
 
     def remove(self, name: str) -> None:
-        rmdir(self._path(name))
+        rmdir(self._path(name), time.monotonic() + self.busy_timeout)
 
 
 def _enable(path: Path, controllers: list[str]) -> None:
