@@ -11,9 +11,11 @@ import base64
 import ipaddress
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 import anyio
+import anyio.to_process
 import httpx
 
 from engine.errors import RegistryError
@@ -67,6 +69,11 @@ def uses_plain_http(host: str, insecure: Collection[str]) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+def _ensure_layer(root: Path, blob: str, what: str, diff_id: str) -> None:
+    """ImageStore.ensure_layer, in a worker process (see RegistryClient._layer)."""
+    ImageStore(root).ensure_layer(blob, what, diff_id)
 
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -279,8 +286,10 @@ class RegistryClient:
         async with self._downloads:
             await self._download(session, layer, name, what, report)
         report(PullProgress(name, layer.digest, "extracting", layer.size, layer.size))
-        await anyio.to_thread.run_sync(
-            self._store.ensure_layer, layer.digest, what, diff_id, limiter=self._unpacks
+        # In a worker process: unpacking is Python-bound, and in a thread it would hold the
+        # interpreter lock against the downloads and the other layers.
+        await anyio.to_process.run_sync(
+            _ensure_layer, self._store.root, layer.digest, what, diff_id, limiter=self._unpacks
         )
         report(PullProgress(name, layer.digest, "done", layer.size, layer.size))
 
@@ -318,4 +327,4 @@ class RegistryClient:
                 finally:
                     await response.aclose()
             report(PullProgress(name, layer.digest, "verifying", layer.size, layer.size))
-            part.commit(what)
+            await anyio.to_thread.run_sync(part.commit, what)  # hashing and fsync: off the loop
