@@ -93,10 +93,87 @@ def decompressed(stream: Readable) -> Readable:
     head = stream.read(4)
     rest = _Prefixed(head, stream)
     if head[:2] == _GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=rest, mode="rb")
+        return _Gunzip(rest)
     if head == _ZSTD_MAGIC:
         return _Zstd(rest)
     return rest
+
+
+class _Gunzip(io.RawIOBase):
+    """gzip (all members) decompressed in a thread of its own: zlib lets go of the interpreter
+    lock while it works, so the tar parsing and file writing go on meanwhile, as `tar -xzf`
+    runs gzip in a second process. zlib checks each member's CRC and length itself."""
+
+    def __init__(self, source: Readable) -> None:
+        import queue
+        import threading
+
+        self._source = source
+        self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=16)
+        self._pending = b""
+        self._done = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gunzip", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: bytes | BaseException | None) -> bool:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            decompressor = zlib.decompressobj(31)
+            started = False
+            while not self._stop.is_set():
+                data = self._source.read(_CHUNK)
+                if not data:
+                    if started and not decompressor.eof:
+                        raise EOFError("Compressed file ended before the end-of-stream marker")
+                    self._put(None)
+                    return
+                while data:
+                    started = True
+                    out = decompressor.decompress(data)
+                    if out and not self._put(out):
+                        return
+                    if decompressor.eof:  # the next member, if any, starts right after
+                        data = decompressor.unused_data
+                        decompressor = zlib.decompressobj(31)
+                        started = bool(data)
+                    else:
+                        data = b""
+        except BaseException as exc:
+            self._put(exc)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self._pending and not self._done:
+            item = self._queue.get()
+            if item is None:
+                self._done = True
+            elif isinstance(item, BaseException):
+                self._done = True
+                raise item
+            else:
+                self._pending = item
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        super().close()
 
 
 class _Zstd(io.RawIOBase):
@@ -241,8 +318,9 @@ def unpack_layer(stream: Readable, dest: Path, *, what: str) -> LayerStats:
     `what` names the layer in errors (image and digest). On any error `dest` is removed, so a
     layer is either complete or absent.
     """
+    source = decompressed(stream)
     try:
-        hashing = _HashingReader(decompressed(stream))
+        hashing = _HashingReader(source)
         buffered = io.BufferedReader(hashing, buffer_size=_CHUNK)
         with _Unpacker(dest, what) as unpacker:
             with tarfile.open(
@@ -276,6 +354,10 @@ def unpack_layer(stream: Readable, dest: Path, *, what: str) -> LayerStats:
         if type(exc).__module__.startswith("zstandard"):
             raise LayerError(f"{what}: the layer archive is malformed or truncated: {exc}") from exc
         raise
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()  # the gzip thread stops, even when the archive was left half read
     return LayerStats("sha256:" + hashing.sha256.hexdigest(), unpacker.entries, unpacker.size)
 
 
