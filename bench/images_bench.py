@@ -431,7 +431,9 @@ def our_pull(
 ) -> dict[str, Any]:
     """Pull `ref_text` into `store`; the total time and the phases seen by the progress callback."""
     ref = parse_reference(ref_text)
-    client = RegistryClient(store)
+    # A plain store unpacks in worker processes, as composer does; the bench's own stores
+    # (download only, profiled) need their methods called, in threads.
+    client = RegistryClient(store, unpack_in_processes=type(store) is ImageStore)
     events: list[tuple[float, PullProgress]] = []
 
     def progress(event: PullProgress) -> None:
