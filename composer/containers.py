@@ -260,6 +260,7 @@ def container_config(
         ipc_host=service.ipc == "host",
         pid_host=service.pid == "host",
         tty=bool(service.tty),
+        stdin_open=bool(service.stdin_open),
         init=bool(service.init),
         stop_signal=process.stop_signal,
         stop_grace_period=float(service.stop_grace_period or 10.0),

@@ -43,7 +43,8 @@ class ContainerConfig:
     network: str = "none"
     ipc_host: bool = False
     pid_host: bool = False
-    tty: bool = False
+    tty: bool = False  # a terminal as stdin, stdout and stderr (its output goes to the log)
+    stdin_open: bool = False  # stdin stays open (a pipe no one writes to) instead of /dev/null
     init: bool = False  # a reaper as PID 1 that forwards signals (Docker's --init: tini)
     stop_signal: str = "SIGTERM"
     stop_grace_period: float = 10.0

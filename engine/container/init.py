@@ -333,6 +333,11 @@ def _first_process(spec: dict, go_fd: int, error_fd: int) -> None:  # type: igno
     if spec["seccomp"]:  # imported now: after pivot_root there is no importing
         import engine.seccomp  # noqa: F401
     os.setsid()
+    if spec["tty"]:  # stdin is the container's terminal: its controlling one
+        import fcntl
+        import termios
+
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
     _step("make mounts private", linux.mount, "", "/", None, MS_REC | MS_PRIVATE)
     rootfs = spec["rootfs"]
     _step("bind the root", linux.mount, rootfs, rootfs, None, MS_BIND | MS_REC)

@@ -66,15 +66,22 @@ def launch(
     stdin: int | None = None,
     pass_fds: Sequence[int] = (),
     before_start: Callable[[int], None] | None = None,
+    terminal: int = -1,
+    hold: int = -1,
+    terminal_log: int = -1,
 ) -> Started:
     """Create and start the container `spec` describes; `before_start(pid)` runs once its
-    namespaces exist and before the service is executed (to plumb its network)."""
+    namespaces exist and before the service is executed (to plumb its network). `terminal`:
+    the master of the container's terminal, which the shim keeps and copies into
+    `terminal_log`;
+    `hold`: the write end of the container's stdin pipe, which the shim keeps open."""
     if not os.access(SHIM, os.X_OK):
         raise ContainerError(f"{SHIM} is missing: run ./install.sh, which builds it")
     spec_r, spec_w = os.pipe()
     sync_r, sync_w = os.pipe()
     go_r, go_w = os.pipe()
-    inherited = (spec_r, sync_w, go_r, *pass_fds)
+    shim_fds = tuple(fd for fd in (terminal, hold) if fd >= 0)
+    inherited = (spec_r, sync_w, go_r, *pass_fds, *shim_fds)
     for fd in inherited:
         os.set_inheritable(fd, True)
     actions = [
@@ -84,26 +91,25 @@ def launch(
         (os.POSIX_SPAWN_DUP2, stdout, 1),
         (os.POSIX_SPAWN_DUP2, stderr, 2),
     ]
+    out = -1
+    if terminal >= 0:
+        out = os.dup(terminal_log)  # the shim's own copy of the log file, for the terminal
+        os.set_inheritable(out, True)
+        shim_fds += (out,)
     argv = [
-        str(SHIM),
-        str(exit_file),
-        oom_file,
-        "--",
-        sys.executable,
-        "-S",
-        "-I",
-        str(INIT),
-        str(spec_r),
-        str(sync_w),
-        str(go_r),
-    ]
+        str(SHIM), str(exit_file), oom_file, str(terminal), str(out), str(hold), "--",
+        sys.executable, "-S", "-I", str(INIT), str(spec_r), str(sync_w), str(go_r),
+    ]  # fmt: skip
     try:
         shim_pid = os.posix_spawn(str(SHIM), argv, {}, file_actions=actions, setsid=True)
     finally:
         for fd in (spec_r, sync_w, go_r):
             os.close(fd)
-        for fd in pass_fds:
-            os.set_inheritable(fd, False)
+        for fd in (*pass_fds, *shim_fds):
+            if fd != out:
+                os.set_inheritable(fd, False)
+        if out >= 0:
+            os.close(out)
     sync = os.fdopen(sync_r, "rb")
     try:
         with os.fdopen(spec_w, "wb") as f:

@@ -196,17 +196,23 @@ class Runtime:
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
             out = os.open(directory / "stdout", flags, 0o640)
             err = os.open(directory / "stderr", flags, 0o640)
+            stdio = _Stdio(config.tty, config.stdin_open)
             try:
                 started = launch(
                     spec,
                     exit_file=directory / "exit",
                     oom_file=self.cgroups.oom_file(self._cgroup(container_id)),
-                    stdout=out,
-                    stderr=err,
+                    stdin=stdio.stdin,
+                    stdout=stdio.stdout if config.tty else out,
+                    stderr=stdio.stdout if config.tty else err,
                     before_start=before_start,  # type: ignore[arg-type]
                     pass_fds=handles,
+                    terminal=stdio.master,
+                    hold=stdio.hold,
+                    terminal_log=out,
                 )
             finally:
+                stdio.close()
                 for fd in (out, err, *handles):
                     os.close(fd)
             record = {
@@ -497,6 +503,32 @@ class Runtime:
         self.cgroups.remove(self._cgroup(container_id))
 
         discard_tree(directory)
+
+
+class _Stdio:
+    """A container's stdin and, for `tty`, its terminal: the master end and the stdin pipe's
+    write end go to the shim, which keeps them for the container's life."""
+
+    def __init__(self, tty: bool, stdin_open: bool) -> None:
+        self.master = self.hold = -1
+        self.stdin: int | None = None
+        self.stdout = -1
+        if tty:
+            import fcntl
+            import struct
+            import termios
+
+            self.master, slave = os.openpty()
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+            self.stdin = self.stdout = slave
+        elif stdin_open:
+            read, self.hold = os.pipe()
+            self.stdin = read
+
+    def close(self) -> None:
+        for fd in {self.master, self.hold, self.stdin if self.stdin is not None else -1}:
+            if fd >= 0:
+                os.close(fd)
 
 
 def _tini() -> str:

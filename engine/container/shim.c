@@ -3,12 +3,16 @@
  * for processes it did not fork, and nothing else could).  About 100 KB of memory, where
  * containerd-shim takes 13 MB and conmon 2 MB.
  *
- * usage: composer-shim EXIT_FILE OOM_FILE -- PROGRAM ARGS...
+ * usage: composer-shim EXIT_FILE OOM_FILE TTY_FD OUT_FD HOLD_FD -- PROGRAM ARGS...
  * It becomes a child subreaper, runs PROGRAM (the container init, which forks the container's
  * first process and exits), and waits: the first process is reparented to the shim, and when
  * it ends the shim writes "EXIT_CODE SIGNAL OOM_KILLS UNIX_TIME\n" to EXIT_FILE (through a temp
  * file and a rename) and exits.  OOM_FILE is the cgroup's memory.events (v2) or
- * memory.oom_control (v1), read for its oom_kill count; "-" for none. */
+ * memory.oom_control (v1), read for its oom_kill count; "-" for none.
+ * TTY_FD: the master of the container's terminal (or -1): the shim holds it for the
+ * container's life and copies what the container writes to OUT_FD (its raw output file).
+ * HOLD_FD: the write end of the container's stdin pipe (or -1), held so that stdin stays
+ * open (stdin_open) however long no one writes. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -49,21 +54,39 @@ static void record(const char *path, int status, const char *oom_path) {
     close(fd);
 }
 
+static void drain(int tty, int out, char *buf, size_t size) {
+    if (tty < 0) return;
+    fcntl(tty, F_SETFL, fcntl(tty, F_GETFL) | O_NONBLOCK);
+    ssize_t n;
+    while ((n = read(tty, buf, size)) > 0)
+        if (out >= 0 && write(out, buf, n) != n) break;
+}
+
+static int keep(int fd, int tty, int out, int hold) {
+    return fd == tty || fd == out || fd == hold;
+}
+
 int main(int argc, char **argv) {
-    if (argc < 5 || strcmp(argv[3], "--") != 0) {
-        fprintf(stderr, "usage: composer-shim EXIT_FILE OOM_FILE -- PROGRAM ARGS...\n");
+    if (argc < 8 || strcmp(argv[6], "--") != 0) {
+        fprintf(stderr, "usage: composer-shim EXIT_FILE OOM_FILE TTY_FD OUT_FD HOLD_FD -- "
+                        "PROGRAM ARGS...\n");
         return 2;
     }
+    int tty = atoi(argv[3]), out = atoi(argv[4]), hold = atoi(argv[5]);
     if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) return 125;
     signal(SIGHUP, SIG_IGN);  /* outlive the session of whoever started us */
     pid_t init = fork();
     if (init < 0) return 125;
     if (init == 0) {
-        execv(argv[4], argv + 4);
+        if (tty >= 0) close(tty);
+        if (out >= 0) close(out);
+        if (hold >= 0) close(hold);
+        execv(argv[7], argv + 7);
         _exit(126);
     }
     /* Nothing of ours stays open: not the runtime's pipes (so it sees them close), and */
-    for (int fd = 3; fd < 1024; fd++) close(fd);
+    for (int fd = 3; fd < 1024; fd++)
+        if (!keep(fd, tty, out, hold)) close(fd);
     /* nothing of ours stays open: the container's output goes to its log, not through us. */
     int devnull = open("/dev/null", O_RDWR);
     if (devnull >= 0) {
@@ -73,9 +96,30 @@ int main(int argc, char **argv) {
         if (devnull > 2) close(devnull);
     }
     int init_status = -1, started = 0;
+    char buf[65536];
     for (;;) {
         int status;
-        pid_t pid = wait(&status);
+        pid_t pid;
+        if (tty >= 0) {  /* copy the terminal's output while waiting */
+            struct pollfd p = {.fd = tty, .events = POLLIN};
+            if (poll(&p, 1, 100) > 0 && (p.revents & POLLIN)) {
+                ssize_t n = read(tty, buf, sizeof buf);
+                if (n > 0 && out >= 0) {
+                    ssize_t done = 0;
+                    while (done < n) {
+                        ssize_t w = write(out, buf + done, n - done);
+                        if (w <= 0) break;
+                        done += w;
+                    }
+                }
+            } else if (p.revents & (POLLHUP | POLLERR)) {
+                usleep(10000);  /* no one holds the terminal now: only wait */
+            }
+            pid = waitpid(-1, &status, WNOHANG);
+            if (pid == 0) continue;
+        } else {
+            pid = wait(&status);
+        }
         if (pid < 0) {
             if (errno == EINTR) continue;
             break;  /* no child left */
@@ -85,6 +129,7 @@ int main(int argc, char **argv) {
             continue;  /* the first process, if any, is ours now */
         }
         started = 1;
+        drain(tty, out, buf, sizeof buf);  /* what it wrote last */
         record(argv[1], status, argv[2]);
         break;
     }

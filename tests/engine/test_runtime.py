@@ -291,3 +291,30 @@ def test_restart_runs_a_new_process_in_the_same_container(runtime: Runtime, make
     while merged.read_text().count("start") < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert merged.read_text() == "start\nstart\n"
+
+
+def test_tty_gives_the_service_a_terminal_whose_output_is_logged(runtime: Runtime, make: Make) -> None:
+    state, out, _ = run(runtime, make("sh", "-c", "test -t 0 && test -t 1 && echo on a tty; stty size", tty=True))
+    assert state.exit_code == 0
+    assert out.replace("\r", "") == "on a tty\n24 80\n"
+
+
+def test_stdin_open_keeps_stdin_open(runtime: Runtime, make: Make) -> None:
+    config = make("sh", "-c", "read line; echo read: $line", stdin_open=True)
+    runtime.create(config)
+    runtime.start(config.id)
+    time.sleep(0.5)
+    assert runtime.get(config.id).state.status == "running"  # stdin is not /dev/null
+    runtime.stop(config.id, timeout=1)
+    closed = make("sh", "-c", "read line; echo read: $line")
+    state, out, _ = run(runtime, closed)
+    assert out == "read:\n"  # without stdin_open, stdin is at its end at once
+
+
+def test_tty_and_stdin_open_keep_an_interactive_shell_running(runtime: Runtime, make: Make) -> None:
+    config = make("sh", tty=True, stdin_open=True)
+    runtime.create(config)
+    runtime.start(config.id)
+    time.sleep(0.5)
+    assert runtime.get(config.id).state.status == "running"
+    runtime.stop(config.id, timeout=1)
