@@ -307,7 +307,7 @@ def test_stdin_open_keeps_stdin_open(runtime: Runtime, make: Make) -> None:
     assert runtime.get(config.id).state.status == "running"  # stdin is not /dev/null
     runtime.stop(config.id, timeout=1)
     closed = make("sh", "-c", "read line; echo read: $line")
-    state, out, _ = run(runtime, closed)
+    _, out, _ = run(runtime, closed)
     assert out == "read:\n"  # without stdin_open, stdin is at its end at once
 
 
