@@ -17,7 +17,7 @@ import os
 import select
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -178,7 +178,9 @@ class Runtime:
             raise
         return self.get(config.id)
 
-    def start(self, container_id: str, before_start: object = None) -> Container:
+    def start(
+        self, container_id: str, before_start: Callable[[int], None] | None = None
+    ) -> Container:
         """Run the container's process (again, after it exited: its writable layer is kept)."""
         with self._locked(container_id) as directory:
             current = self._observe(container_id, directory)
@@ -205,7 +207,7 @@ class Runtime:
                     stdin=stdio.stdin,
                     stdout=stdio.stdout if config.tty else out,
                     stderr=stdio.stdout if config.tty else err,
-                    before_start=before_start,  # type: ignore[arg-type]
+                    before_start=before_start,
                     pass_fds=handles,
                     terminal=stdio.master,
                     hold=stdio.hold,

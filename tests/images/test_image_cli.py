@@ -147,3 +147,25 @@ def test_insecure_registries_come_from_the_state_roots_config(state: Path, capsy
     code, _, err = run(capsys, "image", "ls")
     assert code == 1
     assert f"{state / 'config.yaml'}:2:1: bogus" in err
+
+
+def test_ensure_images_follows_each_services_pull_policy(state: Path, tmp_path: Path, registry: Registry, oci_layout: OciLayout) -> None:
+    import anyio
+
+    from composer.config.loader import LoadOptions, load_stack
+    from composer.errors import ComposerError
+    from composer.images import ensure_images
+    from composer.settings import Settings
+
+    registry.push(oci_layout.ref("busybox:latest"), "busybox:1")
+    (tmp_path / "compose.yaml").write_text(STACK.format(address=registry.address, policy="never"))
+    stack = load_stack(LoadOptions(files=(tmp_path / "compose.yaml",), environ={}, working_directory=tmp_path))
+    settings = Settings.load()
+    with pytest.raises(ComposerError, match=r"service other: image .*multi:1 is not in the image store and pull_policy is never"):
+        anyio.run(ensure_images, settings, stack)
+    registry.push(oci_layout.ref("multi:latest"), "multi:1")
+    (tmp_path / "compose.yaml").write_text(STACK.format(address=registry.address, policy="missing"))
+    stack = load_stack(LoadOptions(files=(tmp_path / "compose.yaml",), environ={}, working_directory=tmp_path))
+    images = anyio.run(ensure_images, settings, stack)
+    assert sorted(images) == ["other", "web"]
+    assert images["web"].repo_tags == (registry.image("busybox:1"),)
