@@ -297,10 +297,53 @@ class _Prefixed(io.RawIOBase):
         return self._tail.read(size)
 
 
+# Entry types the fast header path takes (regular, hard link, symlink, devices, directory,
+# fifo); long names, pax and sparse headers take tarfile's own.
+_PLAIN_TYPES = frozenset({b"0", b"\0", b"1", b"2", b"3", b"4", b"5", b"6"})
+_NUMERIC_FIELDS = ((100, 108), (108, 116), (116, 124), (124, 136), (136, 148), (148, 156),
+                   (329, 337), (337, 345))  # fmt: skip
+
+
+def _octal(field: bytes) -> int:
+    """A header's octal number (base-256 numbers, first byte 0x80 or 0xff, fail here)."""
+    digits = field.split(b"\0", 1)[0].strip()
+    if not digits:
+        return 0
+    if not digits.isdigit():  # bytes.isdigit: ASCII digits only
+        raise ValueError(field)
+    return int(digits, 8)
+
+
 class _StrictTarInfo(tarfile.TarInfo):
     """tarfile takes a header it cannot read (cut short, a bad checksum, garbage) for the end of
     the archive unless it is the first one, so a layer cut or damaged there would unpack as if
     complete. Here only a zero block, or the data ending at a block boundary, ends it."""
+
+    @classmethod
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
+        """tarfile's parser, with a fast path for the plain headers nearly every layer holds
+        (a third of the time per entry); anything unusual goes the standard way."""
+        buf = bytes(buf)
+        if len(buf) == tarfile.BLOCKSIZE and buf[156:157] in _PLAIN_TYPES and buf[345:346] == b"\0":
+            try:
+                fields = [_octal(buf[a:b]) for a, b in _NUMERIC_FIELDS]
+            except ValueError:
+                fields = []
+            if fields and fields[5] == sum(buf) - sum(buf[148:156]) + 256:
+                obj = cls()
+                obj.name = buf[0:100].split(b"\0", 1)[0].decode(encoding, errors)
+                obj.mode, obj.uid, obj.gid, obj.size, obj.mtime, obj.chksum = fields[:6]
+                obj.devmajor, obj.devminor = fields[6:]
+                obj.type = buf[156:157]
+                obj.linkname = buf[157:257].split(b"\0", 1)[0].decode(encoding, errors)
+                obj.uname = buf[265:297].split(b"\0", 1)[0].decode(encoding, errors)
+                obj.gname = buf[297:329].split(b"\0", 1)[0].decode(encoding, errors)
+                if obj.type == tarfile.AREGTYPE and obj.name.endswith("/"):
+                    obj.type = tarfile.DIRTYPE
+                if obj.type == tarfile.DIRTYPE:
+                    obj.name = obj.name.rstrip("/")
+                return obj
+        return super().frombuf(buf, encoding, errors)
 
     @classmethod
     def fromtarfile(cls, tarfile_: tarfile.TarFile) -> Self:
@@ -446,6 +489,10 @@ class _Unpacker:
         self.what = what
         self.entries = 0
         self.size = 0
+        # Files are made by root:root here; a setgid directory would give them its group, so
+        # once one exists in the layer every file is chowned (it is skipped for root:root).
+        self._own = (os.geteuid(), os.getegid())
+        self._setgid_seen = False
         self._root = os.open(dest, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         self._dirs: dict[tuple[str, ...], int] = {}
         # Directory times, set last: (device, inode) -> (where it was made, mtime in ns).
@@ -638,7 +685,8 @@ class _Unpacker:
                 for chunk in _chunks(source, member.size, self.what, member.name):
                     _write(fd, chunk, None)
             self.size += member.size
-            os.fchown(fd, member.uid, member.gid)
+            if self._setgid_seen or (member.uid, member.gid) != self._own:
+                os.fchown(fd, member.uid, member.gid)
             if not exact:
                 os.fchmod(fd, mode)
             for key, value in _xattrs(member):
@@ -703,6 +751,8 @@ class _Unpacker:
         is_root: bool = False,
     ) -> None:
         os.chown(name, member.uid, member.gid, dir_fd=parent, follow_symlinks=False)
+        if member.isdir() and member.mode & 0o2000:
+            self._setgid_seen = True
         if not member.isdir():  # a directory's time is set once its contents are in
             mtime = _ns(member.mtime)
             os.utime(name, ns=(mtime, mtime), dir_fd=parent, follow_symlinks=False)
