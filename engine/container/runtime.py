@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from engine.cgroups.base import CgroupDriver
+from engine.cgroups.base import CgroupDriver, CgroupStats
 from engine.container.config import ContainerConfig
 from engine.container.launch import ContainerError, launch, start_time
 from engine.container.spec import Mount, Spec
@@ -31,7 +31,7 @@ from engine.images.unpack import discard_tree
 from engine.linux import open_tree, pidfd_open, pidfd_send_signal
 from engine.rootfs import Rootfs
 
-__all__ = ["Container", "ContainerError", "Runtime", "State"]
+__all__ = ["Container", "ContainerError", "ContainerStats", "Runtime", "State"]
 
 INIT_TARGET: Final = "/sbin/docker-init"  # where Docker puts its init, so tools find it
 _TINI: Final = ("/usr/bin/tini-static", "/usr/bin/tini")
@@ -50,6 +50,12 @@ class State:
     oom_killed: bool = False
     started_at: str = ""
     finished_at: str = ""
+
+
+@dataclass(frozen=True)
+class ContainerStats:
+    cgroup: CgroupStats
+    cpu_percent: float
 
 
 @dataclass(frozen=True)
@@ -478,6 +484,18 @@ class Runtime:
             tty=tty,
         )
         return marshal.dumps(document)
+
+    def stats(self, container_id: str, interval: float = 0.1) -> ContainerStats:
+        """Resource use now: the cgroup's counters, and CPU use as a percentage of one CPU over
+        `interval` seconds (as `docker stats` shows it)."""
+        name = self._cgroup(container_id)
+        first = self.cgroups.stats(name)
+        started = time.monotonic()
+        time.sleep(interval)
+        second = self.cgroups.stats(name)
+        elapsed = time.monotonic() - started
+        percent = (second.cpu_usage_ns - first.cpu_usage_ns) / (elapsed * 1e9) * 100
+        return ContainerStats(second, round(max(percent, 0.0), 1))
 
     def pause(self, container_id: str) -> None:
         with self._locked(container_id):

@@ -140,6 +140,17 @@ def test_stats_report_cpu_and_memory(runtime: Runtime, make: Make) -> None:
     runtime.stop(config.id, timeout=0)
 
 
+def test_cpu_percentage_of_a_busy_container(runtime: Runtime, make: Make) -> None:
+    config = make("sh", "-c", "while true; do :; done")
+    runtime.create(config)
+    runtime.start(config.id)
+    time.sleep(0.2)
+    busy = runtime.stats(config.id, interval=0.5)
+    runtime.stop(config.id, timeout=0)
+    assert 50 < busy.cpu_percent <= 110  # one shell loop keeps about one CPU busy
+    assert busy.cgroup.pids >= 1
+
+
 def test_setup_leaves_no_fd_of_the_runtime_in_the_container(runtime: Runtime, make: Make) -> None:
     _, out, _ = sh(runtime, make, "ls -l /proc/1/fd | grep -c -- '->'")
     assert int(out) <= 4  # 0, 1, 2 and ls's own directory
