@@ -43,6 +43,10 @@ class ContainerConfig:
     network: str = "none"
     ipc_host: bool = False
     pid_host: bool = False
+    uts_host: bool = False
+    cgroup_host: bool = False  # no cgroup namespace: the container sees the host's hierarchy
+    cgroup_parent: str = ""  # the group this container's group is made in (runtime's default)
+    oom_score_adj: int | None = None
     tty: bool = False  # a terminal as stdin, stdout and stderr (its output goes to the log)
     stdin_open: bool = False  # stdin stays open (a pipe no one writes to) instead of /dev/null
     init: bool = False  # a reaper as PID 1 that forwards signals (Docker's --init: tini)

@@ -126,6 +126,11 @@ def _mount_at(
         os.close(fd)
 
 
+def _write_file(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
 def _mknod(name: str, device: int, dir_fd: int) -> None:
     os.mknod(name, stat.S_IFCHR | 0o666, device, dir_fd=dir_fd)
 
@@ -351,6 +356,13 @@ def _first_process(spec: dict, go_fd: int, error_fd: int) -> None:  # type: igno
             _step("sethostname", linux.sethostname, spec["hostname"])
         if spec["domainname"]:
             _step("setdomainname", linux.setdomainname, spec["domainname"])
+    if spec["oom_score_adj"] is not None:  # before the capabilities go: lowering needs one
+        _step(
+            f"oom_score_adj {spec['oom_score_adj']}",
+            _write_file,
+            "/proc/self/oom_score_adj",
+            str(spec["oom_score_adj"]),
+        )
     for limit in spec["rlimits"]:
         _step(
             f"ulimit {limit['name']}",

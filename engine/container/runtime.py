@@ -163,7 +163,8 @@ class Runtime:
             raise ContainerError(f"container {config.id} already exists") from None
         try:
             (directory / "image-id").write_text(config.image_id + "\n")
-            (directory / "cgroup").write_text(f"{self.cgroup_parent}/{config.id}\n")
+            parent = config.cgroup_parent.strip("/") or self.cgroup_parent
+            (directory / "cgroup").write_text(f"{parent}/{config.id}\n")
             Rootfs(directory / "rootfs").mount(
                 [Path(p) for p in config.layers],
                 read_only=False,
@@ -249,6 +250,10 @@ class Runtime:
             namespaces.remove("ipc")
         if config.pid_host:
             namespaces.remove("pid")
+        if config.uts_host:
+            namespaces.remove("uts")
+        if config.cgroup_host:
+            namespaces.remove("cgroup")
         seccomp = b""
         if config.seccomp:
             from engine.seccomp import default_filter
@@ -281,6 +286,7 @@ class Runtime:
             read_only=config.read_only,
             shm_size=config.shm_size,
             tty=config.tty,
+            oom_score_adj=config.oom_score_adj,
         )
 
     @staticmethod

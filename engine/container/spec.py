@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import asdict, dataclass, field
-from typing import Any, Final
+from dataclasses import asdict, dataclass
+from typing import Final
 
 __all__ = ["DEFAULT_CAPABILITIES", "Mount", "Rlimit", "Spec"]
 
@@ -102,7 +102,7 @@ class Spec:
     read_only: bool = False
     shm_size: int = 64 << 20
     tty: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    oom_score_adj: int | None = None
 
     def to_init(self) -> bytes:
         """The spec as the init program reads it: marshal (built in, so the init imports

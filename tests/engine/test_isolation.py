@@ -184,3 +184,26 @@ def test_seccomp_denies_namespaces_even_with_the_capability_docker_grants_them_f
 def test_seccomp_unconfined_turns_the_filter_off(runtime: Runtime, make: Make) -> None:
     _, out, _ = sh(runtime, make, "grep -E '^Seccomp:' /proc/self/status", seccomp=False)
     assert out.split() == ["Seccomp:", "0"]
+
+
+def test_uts_host_oom_score_adj_and_cgroup_options(runtime: Runtime, make: Make) -> None:
+    import socket
+
+    _, out, _ = sh(runtime, make, "hostname; cat /proc/self/oom_score_adj; grep -c composer-test /proc/self/cgroup || true",
+                   uts_host=True, oom_score_adj=500, cgroup_host=True)
+    hostname, score, in_paths = out.split()
+    assert hostname == socket.gethostname()
+    assert score == "500"  # raising needs no privilege (this sandbox lacks CAP_SYS_RESOURCE)
+    assert int(in_paths) >= 1  # without a cgroup namespace the host's path shows
+    _, out, _ = sh(runtime, make, "grep -c composer-test /proc/self/cgroup || true")
+    assert out.strip() == "0"  # a namespace of its own: its group is its root
+
+
+def test_cgroup_parent_places_the_group(runtime: Runtime, make: Make) -> None:
+    parent = f"{runtime.cgroup_parent}/custom"
+    config = make("sleep", "30", cgroup_parent=parent)
+    runtime.create(config)
+    runtime.start(config.id)
+    assert runtime.cgroups.pids(f"{parent}/{config.id}") == [runtime.get(config.id).state.pid]
+    runtime.remove(config.id, force=True)
+    runtime.cgroups.remove(parent)
