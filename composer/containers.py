@@ -212,6 +212,26 @@ def _files(ctx: _Context, kind: str) -> list[Mount]:
     return mounts
 
 
+def _logging(ctx: _Context) -> tuple[str, int, int]:
+    """(driver, max size, files) from `logging`: json-file (Docker's default), local (the
+    same here) or none; options max-size and max-file."""
+    from composer.config.types import parse_bytes
+
+    logging = ctx.service.logging
+    driver = (logging.driver if logging else None) or "json-file"
+    if driver not in ("json-file", "local", "none"):
+        raise _fail(ctx, f"logging driver {driver!r} is not supported (json-file, local, none)")
+    options = (logging.options if logging else None) or {}
+    try:
+        size = int(parse_bytes(options.get("max-size") or "10m"))
+        files = int(options.get("max-file") or 3)
+    except (ValueError, TypeError) as exc:
+        raise _fail(ctx, f"logging options: {exc}") from exc
+    if files < 1:
+        raise _fail(ctx, "logging option max-file must be at least 1")
+    return ("none" if driver == "none" else "json-file"), size, files
+
+
 def container_config(
     project: Project,
     name: str,
@@ -234,6 +254,7 @@ def container_config(
     mounts = [_mount(ctx, m) for m in service.volumes or []]
     mounts += _tmpfs_entries(ctx) + _files(ctx, "secrets") + _files(ctx, "configs")
     cid = container_name(project.name, name, number, service.container_name)
+    log_driver, log_size, log_files = _logging(ctx)
     return ContainerConfig(
         id=cid,
         image_id=image.id,
@@ -266,6 +287,9 @@ def container_config(
         tty=bool(service.tty),
         stdin_open=bool(service.stdin_open),
         init=bool(service.init),
+        log_driver=log_driver,
+        log_max_size=log_size,
+        log_max_files=log_files,
         stop_signal=process.stop_signal,
         stop_grace_period=float(service.stop_grace_period or 10.0),
         labels=(

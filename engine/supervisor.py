@@ -99,6 +99,7 @@ class Supervisor:
         self.idle = idle
         self.runtime = Runtime(root, detect())
         self._watched: dict[int, str] = {}  # pidfd → container id
+        self._limits: dict[str, tuple[int, int]] = {}  # container id → log size, files kept
         self._events = _run_dir(root) / f"{group}.events"
 
     def _event(self, kind: str, container_id: str, **details: object) -> None:
@@ -126,14 +127,22 @@ class Supervisor:
                 self._watched[fd] = container_id
                 self._event("watch", container_id)
 
+    def _pump(self, container_id: str, final: bool = False) -> None:
+        from engine.container.logs import pump
+
+        if container_id not in self._limits:
+            config = self.runtime.get(container_id).config
+            self._limits[container_id] = (config.log_max_size, max(config.log_max_files - 1, 1))
+        size, keep = self._limits[container_id]
+        pump(self.runtime.containers / container_id, max_size=size, keep=keep, final=final)
+
     def _ended(self, fd: int) -> None:
         container_id = self._watched.pop(fd)
         os.close(fd)
         state = self.runtime.wait(container_id, 5)
         with contextlib.suppress(Exception):
-            from engine.container.logs import pump
 
-            pump(self.runtime.containers / container_id, final=True)
+            self._pump(container_id, final=True)
         self._event(
             "exit",
             container_id,
@@ -143,7 +152,6 @@ class Supervisor:
         )
 
     def run(self) -> None:
-        from engine.container.logs import pump
 
         lock = os.open(_run_dir(self.root) / f"{self.group}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -160,7 +168,7 @@ class Supervisor:
                 self._ended(fd)
             for container_id in list(self._watched.values()):
                 with contextlib.suppress(OSError):
-                    pump(self.runtime.containers / container_id)
+                    self._pump(container_id)
             if self._watched:
                 quiet_since = time.monotonic()
             elif time.monotonic() - quiet_since > self.idle:

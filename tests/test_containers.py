@@ -107,3 +107,11 @@ def test_named_and_anonymous_volumes_are_directories_under_the_state_root(write:
 def test_tmpfs_entries_keep_their_options(write: Write, load: Load, tmp_path: Path) -> None:
     config = config_of(write, load, tmp_path, "image: busybox\ntmpfs: ['/run:size=1m']\nvolumes: [{type: tmpfs, target: /cache, tmpfs: {size: 2m, mode: 1777}}]")
     assert {(m.target, m.options) for m in config.mounts} == {("/run", "size=1m"), ("/cache", "size=2097152,mode=3361")}
+
+
+def test_logging_options_set_rotation_and_none_drops_output(write: Write, load: Load, tmp_path: Path) -> None:
+    config = config_of(write, load, tmp_path, "image: busybox\nlogging: {driver: json-file, options: {max-size: 1m, max-file: '5'}}")
+    assert (config.log_driver, config.log_max_size, config.log_max_files) == ("json-file", 1 << 20, 5)
+    assert config_of(write, load, tmp_path, "image: busybox\nlogging: {driver: none}").log_driver == "none"
+    with pytest.raises(ComposerError, match=r"logging driver 'syslog' is not supported"):
+        config_of(write, load, tmp_path, "image: busybox\nlogging: {driver: syslog}")

@@ -50,6 +50,9 @@ class ContainerConfig:
     tty: bool = False  # a terminal as stdin, stdout and stderr (its output goes to the log)
     stdin_open: bool = False  # stdin stays open (a pipe no one writes to) instead of /dev/null
     init: bool = False  # a reaper as PID 1 that forwards signals (Docker's --init: tini)
+    log_driver: str = "json-file"  # or "none": the output is dropped
+    log_max_size: int = 10 << 20  # the log rotates at this size
+    log_max_files: int = 3  # files kept, the current one included
     stop_signal: str = "SIGTERM"
     stop_grace_period: float = 10.0
     labels: tuple[tuple[str, str], ...] = ()

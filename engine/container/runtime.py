@@ -203,8 +203,12 @@ class Runtime:
             (directory / "exit").unlink(missing_ok=True)
             (directory / "state.json").unlink(missing_ok=True)
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-            out = os.open(directory / "stdout", flags, 0o640)
-            err = os.open(directory / "stderr", flags, 0o640)
+            if config.log_driver == "none":
+                out = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+                err = os.dup(out)
+            else:
+                out = os.open(directory / "stdout", flags, 0o640)
+                err = os.open(directory / "stderr", flags, 0o640)
             stdio = _Stdio(config.tty, config.stdin_open)
             try:
                 started = launch(

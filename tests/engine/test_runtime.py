@@ -318,3 +318,11 @@ def test_tty_and_stdin_open_keep_an_interactive_shell_running(runtime: Runtime, 
     time.sleep(0.5)
     assert runtime.get(config.id).state.status == "running"
     runtime.stop(config.id, timeout=1)
+
+
+def test_log_driver_none_drops_the_output(runtime: Runtime, make: Make) -> None:
+    config = make("sh", "-c", "echo hidden; echo also >&2; exit 3", log_driver="none")
+    directory = runtime.create(config).directory
+    runtime.start(config.id)
+    assert runtime.wait(config.id, 10).exit_code == 3
+    assert not (directory / "stdout").exists() and not (directory / "stderr").exists()
