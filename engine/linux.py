@@ -237,7 +237,8 @@ def _fs_messages(fd: int) -> str:
 def mount_fs(fstype: str, target: str, options: list[tuple[str, str]], flags: int = 0) -> None:
     """Mount a new `fstype` at `target` through the new mount API (fsopen, fsconfig, fsmount,
     move_mount): each option is passed on its own, so there is no page-size limit on them, and
-    the kernel's own explanation of a refusal is part of the OSError. `flags`: MS_RDONLY."""
+    the kernel's own explanation of a refusal is part of the OSError. `flags`: MS_RDONLY,
+    MS_NOSUID, MS_NODEV."""
     fs = _syscall(_SYS_FSOPEN, ctypes.c_char_p(fstype.encode()), ctypes.c_uint(_FSOPEN_CLOEXEC))
     if fs < 0:
         _raise(fstype)
@@ -264,7 +265,11 @@ def mount_fs(fstype: str, target: str, options: list[tuple[str, str]], flags: in
         ):
             err = ctypes.get_errno()
             raise OSError(err, _fs_messages(fs) or os.strerror(err), target)
-        attrs = 0x1 if flags & MS_RDONLY else 0  # MOUNT_ATTR_RDONLY
+        attrs = (  # MOUNT_ATTR_RDONLY, _NOSUID, _NODEV
+            (0x1 if flags & MS_RDONLY else 0)
+            | (0x2 if flags & MS_NOSUID else 0)
+            | (0x4 if flags & MS_NODEV else 0)
+        )
         mnt = _syscall(
             _SYS_FSMOUNT, ctypes.c_int(fs), ctypes.c_uint(_FSMOUNT_CLOEXEC), ctypes.c_uint(attrs)
         )

@@ -22,6 +22,7 @@ from engine.images.unpack import discard_tree, remove_tree
 from engine.linux import (
     MNT_DETACH,
     MS_BIND,
+    MS_NODEV,
     MS_RDONLY,
     MS_REMOUNT,
     RESOLVE_IN_ROOT,
@@ -85,7 +86,7 @@ class Rootfs:
             for target, source in (files or {}).items():
                 self.bind_file(source, target)
             if read_only:
-                mount("none", str(self.merged), None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+                mount("none", str(self.merged), None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NODEV)
         except BaseException:
             self.unmount()
             raise
@@ -100,6 +101,7 @@ class Rootfs:
                 "overlay",
                 str(self.merged),
                 [*(("lowerdir+", p) for p in lowers), ("upperdir", upper), ("workdir", work)],
+                MS_NODEV,  # device nodes an image ships are inert: only the container's /dev
             )
             return
         except OSError as exc:
@@ -121,7 +123,7 @@ class Rootfs:
                 f"this kernel (the options take {len(options)} bytes, its limit is "
                 f"{resource.getpagesize() - 1}; Linux 6.8 lifts it)"
             )
-        mount("overlay", str(self.merged), "overlay", 0, options)
+        mount("overlay", str(self.merged), "overlay", MS_NODEV, options)
 
     def bind_file(self, source: Path, target: str) -> None:
         """Bind the host file `source` over `target` inside the merged tree. Whatever is at

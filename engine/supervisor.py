@@ -141,7 +141,6 @@ class Supervisor:
         os.close(fd)
         state = self.runtime.wait(container_id, 5)
         with contextlib.suppress(Exception):
-
             self._pump(container_id, final=True)
         self._event(
             "exit",

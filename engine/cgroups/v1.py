@@ -29,7 +29,16 @@ from engine.cgroups.base import (
 
 __all__ = ["V1"]
 
-_CONTROLLERS: Final = ("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "blkio")
+_CONTROLLERS: Final = (
+    "cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "blkio", "devices",
+)  # fmt: skip
+# Docker's default device rules: any device node may be made (m), but only these used.
+DEFAULT_DEVICE_RULES: Final = (
+    "c *:* m", "b *:* m",
+    "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",  # null … urandom
+    "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm",  # tty console ptmx pts
+    "c 10:200 rwm",  # tun
+)  # fmt: skip
 # The kernel's "no limit" for memory is PAGE_COUNTER_MAX pages; anything this large is none.
 _UNLIMITED: Final = 1 << 62
 # Block I/O byte counts, the first file this kernel has (the CFQ one left in 5.0).
@@ -80,6 +89,12 @@ class V1:
                 path = path / part
                 path.mkdir(exist_ok=True)
                 _inherit_cpuset(path)
+        devices = self._mounts.get("devices")
+        if devices is not None:  # no device of the host but the harmless ones
+            group = devices / name
+            write(group / "devices.deny", "a")
+            for rule in DEFAULT_DEVICE_RULES:
+                write(group / "devices.allow", rule)
         if limits.cpu_quota_us is not None:
             cpu = self._path("cpu", name)
             write(cpu / "cpu.cfs_period_us", str(limits.cpu_period_us))

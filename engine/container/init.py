@@ -218,28 +218,23 @@ def _user_mount(root: int, mount: dict) -> None:  # type: ignore[type-arg]
             raise SetupError(op, exc.strerror or "") from None
         flags = MS_BIND | (MS_REC if mount["recursive"] else 0)
         _mount_at(root, target, source, None, flags, directory=is_dir)
-    if mount["read_only"] or mount["propagation"]:
-        fd = _resolve(root, target, is_dir, "")
-        try:
-            path = f"/proc/self/fd/{fd}"
-            if mount["propagation"]:
-                _step(
-                    f"propagation of {target}",
-                    linux.mount,
-                    "",
-                    path,
-                    None,
-                    _PROPAGATION[mount["propagation"]],
-                )
-            if mount["read_only"]:
-                _step(
-                    f"read-only {target}",
-                    _remount_read_only,
-                    path,
-                    MS_REC if mount["recursive"] else 0,
-                )
-        finally:
-            os.close(fd)
+    fd = _resolve(root, target, is_dir, "")
+    try:
+        path = f"/proc/self/fd/{fd}"
+        if mount["propagation"]:
+            _step(
+                f"propagation of {target}",
+                linux.mount,
+                "",
+                path,
+                None,
+                _PROPAGATION[mount["propagation"]],
+            )
+        # Device nodes in a volume are inert (nodev): the container's /dev holds its devices.
+        flags = MS_BIND | MS_REMOUNT | MS_NODEV | (MS_RDONLY if mount["read_only"] else 0)
+        _step(f"options of {target}", linux.mount, "", path, None, flags)
+    finally:
+        os.close(fd)
 
 
 def _pivot(rootfs: str) -> None:
@@ -272,7 +267,10 @@ def _harden(spec: dict) -> None:  # type: ignore[type-arg]
         _step(f"read-only {path}", linux.mount, path, path, None, MS_BIND | MS_REC)
         _step(f"read-only {path}", _remount_read_only, path, MS_REC | MS_NOSUID | MS_NODEV)
     if spec["read_only"]:
-        _step("read-only root", _remount_read_only, "/")
+        _step("read-only root", _remount_read_only, "/", MS_NODEV)
+    # /dev is complete: read-only from now on, so no device node can be made where it works
+    # (every other writable place is nodev). Its pts, shm and mqueue mounts stay writable.
+    _step("read-only /dev", _remount_read_only, "/dev", MS_NOSUID)
 
 
 def _privileges(spec: dict) -> None:  # type: ignore[type-arg]

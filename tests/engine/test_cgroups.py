@@ -20,7 +20,7 @@ from engine.cgroups import V1, V2, CgroupDriver, CgroupError, CgroupLimits, dete
 from engine.cgroups.v2 import shares_to_weight
 
 SYS = Path("/sys/fs/cgroup")
-V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "blkio")
+V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "blkio", "devices")
 MB = 1 << 20
 
 

@@ -199,11 +199,26 @@ def test_uts_host_oom_score_adj_and_cgroup_options(runtime: Runtime, make: Make)
     assert out.strip() == "0"  # a namespace of its own: its group is its root
 
 
+def test_devices_beyond_dockers_defaults_cannot_be_used(runtime: Runtime, make: Make, tmp_path: Path) -> None:
+    volume = tmp_path / "vol"
+    volume.mkdir()
+    script = (
+        "mknod /tmp/disk b 7 0; head -c 1 /tmp/disk; "  # a block device (loop0) on the root
+        "mknod /dev/disk b 7 0; "  # /dev is read-only
+        "mknod /vol/disk c 1 3; head -c 1 /vol/disk; "  # a volume is nodev
+        "head -c 4 /dev/urandom | wc -c"  # the default devices work
+    )
+    _state, out, err = sh(runtime, make, script, mounts=(Mount("bind", "/vol", str(volume)),))
+    assert out.strip() == "4"
+    assert err.count("Operation not permitted") + err.count("Permission denied") >= 2
+    assert "Read-only file system" in err
+
+
 def test_cgroup_parent_places_the_group(runtime: Runtime, make: Make) -> None:
     parent = f"{runtime.cgroup_parent}/custom"
     config = make("sleep", "30", cgroup_parent=parent)
     runtime.create(config)
     runtime.start(config.id)
-    assert runtime.cgroups.pids(f"{parent}/{config.id}") == [runtime.get(config.id).state.pid]
+    assert runtime.get(config.id).state.pid in runtime.cgroups.pids(f"{parent}/{config.id}")
     runtime.remove(config.id, force=True)
     runtime.cgroups.remove(parent)
