@@ -415,16 +415,23 @@ def _encode(message: dict) -> bytes:  # type: ignore[type-arg]
 
 
 def main(spec_fd: int, sync_fd: int, go_fd: int) -> None:
+    """`init.py SPEC_FD SYNC_FD GO_FD`, run by the shim: make the container, then end (its
+    first process is the shim's now)."""
     with os.fdopen(spec_fd, "rb") as f:
         spec = marshal.loads(f.read())
+    start(spec, sync_fd, go_fd)
+    os._exit(0)
+
+
+def start(spec: dict, sync_fd: int, go_fd: int) -> int:  # type: ignore[type-arg]
+    """Unshare the namespaces, fork the container's first process, and report to the runtime
+    on `sync_fd`; the first process's pid, or -1 when it could not start."""
     try:
-        pid = str(os.getpid())
-        for path in spec["cgroup_files"]:
-            with open(path, "w") as cgroup:
-                cgroup.write(pid)
         flags = 0
         for name in spec["namespaces"]:
-            if not (name == "net" and spec["join_net"]):
+            # The first process enters its cgroup itself, and makes its cgroup namespace then
+            # (so the group is its root): whoever runs this stays out of the container's group.
+            if not (name == "net" and spec["join_net"]) and name != "cgroup":
                 flags |= linux.NAMESPACE_FLAGS[name]
         if spec["join_net"]:
             fd = os.open(spec["join_net"], os.O_RDONLY | os.O_CLOEXEC)
@@ -433,16 +440,14 @@ def main(spec_fd: int, sync_fd: int, go_fd: int) -> None:
         _step("unshare", linux.unshare, flags)
     except SetupError as exc:
         _send(sync_fd, {"error": str(exc), "op": exc.op})
-        os._exit(1)
-    except OSError as exc:
-        _send(sync_fd, {"error": f"cgroup: {exc.strerror}", "op": "cgroup"})
-        os._exit(1)
+        return -1
     error_r, error_w = os.pipe2(os.O_CLOEXEC)
     child = os.fork()
     if child == 0:
         os.close(error_r)
         os.close(sync_fd)
         try:
+            _enter_cgroup(spec)
             _first_process(spec, go_fd, error_w)
         except SetupError as exc:
             os.write(error_w, _encode({"error": str(exc), "op": exc.op}))
@@ -455,11 +460,20 @@ def main(spec_fd: int, sync_fd: int, go_fd: int) -> None:
     report = b""
     while chunk := os.read(error_r, 65536):
         report += chunk
+    os.close(error_r)
     if report:
         os.write(sync_fd, report + b"\n")
     else:
         _send(sync_fd, {"started": True})
-    os._exit(0)
+    os.close(sync_fd)
+    return -1 if report else child
+
+
+def _enter_cgroup(spec: dict) -> None:  # type: ignore[type-arg]
+    for path in spec["cgroup_files"]:
+        _step("enter the cgroup", _write_file, path, "0")  # "0": the writing process
+    if "cgroup" in spec["namespaces"]:
+        _step("unshare the cgroup namespace", linux.unshare, linux.CLONE_NEWCGROUP)
 
 
 _JOIN_ORDER = ("ipc", "uts", "net", "pid", "cgroup", "mnt")  # mnt last: it changes the root
