@@ -1,6 +1,7 @@
 """Container start latency and supervision memory, against runc in the same run.
 
-Start: create + start of a container running `true`, until its process has been executed
+Start: create + start of a container running `true` (through the init program, and through
+the zygote, a preloaded init forked per container), until its process has been executed
 (our launch returns once the service's binary replaced the init) and has ended, median over
 N runs; runc: `runc run` of the same root filesystem (a copy of the image's merged tree) with
 an equivalent config.json, also until `true` ended.
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine.cgroups import detect
 from engine.container.config import ContainerConfig
 from engine.container.runtime import Runtime
+from engine.container.zygote import ensure_zygote
 from engine.images.archive import ConfigChanges, import_rootfs
 from engine.images.reference import parse_reference
 from engine.images.store import ImageStore
@@ -114,6 +116,19 @@ def main() -> None:
             start_only.append(time.perf_counter() - started)
             runtime.wait(made.id, 10)
             runtime.remove(made.id)
+        zygote = ensure_zygote(root)
+        runtime.use_zygote = True
+        forked = []
+        for _ in range(args.runs):
+            made = config("true")
+            started = time.perf_counter()
+            runtime.create(made)
+            runtime.start(made.id)
+            runtime.wait(made.id, 10)
+            forked.append(time.perf_counter() - started)
+            runtime.remove(made.id)
+        runtime.use_zygote = False
+        os.kill(zygote, 9)
         theirs = bench_runc(rootfs, args.runs) if shutil.which("runc") else []
 
         running = [config("sleep", "600", group=group) for _ in range(args.containers)]
@@ -134,6 +149,7 @@ def main() -> None:
             "runs": args.runs,
             "create_start_wait_true_ms_median": round(statistics.median(ours) * 1000, 1),
             "start_only_ms_median": round(statistics.median(start_only) * 1000, 1),
+            "zygote_create_start_wait_true_ms_median": round(statistics.median(forked) * 1000, 1),
             "runc_run_true_ms_median": round(statistics.median(theirs) * 1000, 1)
             if theirs
             else None,
@@ -143,9 +159,9 @@ def main() -> None:
             "supervision_kb_per_container": round(per_container),
         }
         if theirs:
-            result["ratio_ours_to_runc"] = round(
-                statistics.median(ours) / statistics.median(theirs), 2
-            )
+            runc = statistics.median(theirs)
+            result["ratio_ours_to_runc"] = round(statistics.median(ours) / runc, 2)
+            result["ratio_zygote_to_runc"] = round(statistics.median(forked) / runc, 2)
         print(json.dumps(result, indent=2))
         out = Path(__file__).with_name("results")
         out.mkdir(exist_ok=True)

@@ -424,29 +424,28 @@ def main(spec_fd: int, sync_fd: int, go_fd: int) -> None:
 
 
 def start(spec: dict, sync_fd: int, go_fd: int) -> int:  # type: ignore[type-arg]
-    """Unshare the namespaces, fork the container's first process, and report to the runtime
-    on `sync_fd`; the first process's pid, or -1 when it could not start."""
+    """Fork the container's first process in new namespaces and report to the runtime on
+    `sync_fd`; the first process's pid, or -1 when it could not start.
+
+    Only the PID namespace is made here (it takes effect for children); the first process
+    makes the others itself, so this process stays in the host's mount namespace and what it
+    does after (the zygote's fork becomes the shim) is not inside the container."""
     try:
-        flags = 0
-        for name in spec["namespaces"]:
-            # The first process enters its cgroup itself, and makes its cgroup namespace then
-            # (so the group is its root): whoever runs this stays out of the container's group.
-            if not (name == "net" and spec["join_net"]) and name != "cgroup":
-                flags |= linux.NAMESPACE_FLAGS[name]
-        if spec["join_net"]:
-            fd = os.open(spec["join_net"], os.O_RDONLY | os.O_CLOEXEC)
-            _step("join the network namespace", linux.setns, fd, linux.CLONE_NEWNET)
-            os.close(fd)
-        _step("unshare", linux.unshare, flags)
+        if "pid" in spec["namespaces"]:
+            _step("unshare the pid namespace", linux.unshare, linux.CLONE_NEWPID)
     except SetupError as exc:
         _send(sync_fd, {"error": str(exc), "op": exc.op})
         return -1
     error_r, error_w = os.pipe2(os.O_CLOEXEC)
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     child = os.fork()
     if child == 0:
         os.close(error_r)
+        os.close(ready_r)
         os.close(sync_fd)
         try:
+            _namespaces(spec)
+            os.close(ready_w)  # the namespaces exist: the runtime may plumb them
             _enter_cgroup(spec)
             _first_process(spec, go_fd, error_w)
         except SetupError as exc:
@@ -455,6 +454,9 @@ def start(spec: dict, sync_fd: int, go_fd: int) -> int:  # type: ignore[type-arg
             os.write(error_w, _encode({"error": f"{type(exc).__name__}: {exc}", "op": "setup"}))
         os._exit(127)
     os.close(error_w)
+    os.close(ready_w)
+    os.read(ready_r, 1)  # end of file: the namespaces exist, or the first process failed
+    os.close(ready_r)
     os.close(go_fd)
     _send(sync_fd, {"pid": child})
     report = b""
@@ -467,6 +469,19 @@ def start(spec: dict, sync_fd: int, go_fd: int) -> int:  # type: ignore[type-arg
         _send(sync_fd, {"started": True})
     os.close(sync_fd)
     return -1 if report else child
+
+
+def _namespaces(spec: dict) -> None:  # type: ignore[type-arg]
+    """In the first process: join or make its namespaces (not the cgroup one: later)."""
+    flags = 0
+    for name in spec["namespaces"]:
+        if name not in ("pid", "cgroup") and not (name == "net" and spec["join_net"]):
+            flags |= linux.NAMESPACE_FLAGS[name]
+    if spec["join_net"]:
+        fd = os.open(spec["join_net"], os.O_RDONLY | os.O_CLOEXEC)
+        _step("join the network namespace", linux.setns, fd, linux.CLONE_NEWNET)
+        os.close(fd)
+    _step("unshare", linux.unshare, flags)
 
 
 def _enter_cgroup(spec: dict) -> None:  # type: ignore[type-arg]

@@ -56,6 +56,79 @@ def _messages(reader: BinaryIO) -> Callable[[], dict[str, object]]:
     return next_message
 
 
+def _through_zygote(
+    root: Path,
+    spec: Spec,
+    exit_file: Path,
+    oom_file: str,
+    stdin: int | None,
+    stdout: int,
+    stderr: int,
+    pass_fds: Sequence[int],
+    before_start: Callable[[int], None] | None,
+    terminal: int,
+    hold: int,
+    terminal_log: int,
+) -> Started | None:
+    """Start the container through the zygote of `root`; None when there is no zygote."""
+    import dataclasses
+
+    from engine.container.zygote import request_start
+
+    sync_r, sync_w = os.pipe()
+    go_r, go_w = os.pipe()
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC) if stdin is None else -1
+    fds = [stdin if stdin is not None else null, stdout, stderr, sync_w, go_r, *pass_fds]
+    for extra in (terminal, hold, terminal_log if terminal >= 0 else -1):
+        if extra >= 0:
+            fds.append(extra)
+    request = {
+        "spec": dataclasses.asdict(spec),
+        "fds": fds,
+        "stdin": fds[0], "stdout": stdout, "stderr": stderr, "sync": sync_w, "go": go_r,
+        "terminal": terminal, "hold": hold, "out": terminal_log if terminal >= 0 else -1,
+        "exit_file": str(exit_file), "oom_file": oom_file,
+    }  # fmt: skip
+    try:
+        asked = request_start(root, request, fds)
+    finally:
+        for fd in (sync_w, go_r, null):
+            if fd >= 0:
+                os.close(fd)
+    if not asked:
+        os.close(sync_r)
+        os.close(go_w)
+        return None
+    return _steer(spec, sync_r, go_w, before_start, shim_pid=0)
+
+
+def _steer(
+    spec: Spec,
+    sync_r: int,
+    go_w: int,
+    before_start: Callable[[int], None] | None,
+    shim_pid: int,
+) -> Started:
+    """Follow the init's messages: the first process's pid, then whether it started."""
+    sync = os.fdopen(sync_r, "rb")
+    try:
+        receive = _messages(sync)
+        first = receive()
+        if "error" in first:
+            raise ContainerError(f"container {spec.id}: {first['error']}")
+        pid = int(first["pid"])  # type: ignore[call-overload]
+        if before_start is not None:
+            before_start(pid)
+        os.write(go_w, b"g")
+        result = receive()
+        if "error" in result:
+            raise ContainerError(f"container {spec.id}: {result['error']}")
+        return Started(pid, start_time(pid) or 0, shim_pid)
+    finally:
+        os.close(go_w)
+        sync.close()
+
+
 def launch(
     spec: Spec,
     *,
@@ -69,14 +142,24 @@ def launch(
     terminal: int = -1,
     hold: int = -1,
     terminal_log: int = -1,
+    zygote: Path | None = None,
 ) -> Started:
     """Create and start the container `spec` describes; `before_start(pid)` runs once its
     namespaces exist and before the service is executed (to plumb its network). `terminal`:
     the master of the container's terminal, which the shim keeps and copies into
     `terminal_log`;
-    `hold`: the write end of the container's stdin pipe, which the shim keeps open."""
+    `hold`: the write end of the container's stdin pipe, which the shim keeps open.
+    `zygote`: a state root whose zygote should fork the container (faster); when it does not
+    answer, the shim starts the init program as usual."""
     if not os.access(SHIM, os.X_OK):
         raise ContainerError(f"{SHIM} is missing: run ./install.sh, which builds it")
+    if zygote is not None:
+        started = _through_zygote(
+            zygote, spec, exit_file, oom_file, stdin, stdout, stderr, pass_fds, before_start,
+            terminal, hold, terminal_log,
+        )  # fmt: skip
+        if started is not None:
+            return started
     spec_r, spec_w = os.pipe()
     sync_r, sync_w = os.pipe()
     go_r, go_w = os.pipe()
@@ -110,29 +193,11 @@ def launch(
                 os.set_inheritable(fd, False)
         if out >= 0:
             os.close(out)
-    sync = os.fdopen(sync_r, "rb")
     try:
         with os.fdopen(spec_w, "wb") as f:
             f.write(spec.to_init())
-        receive = _messages(sync)
-        first = receive()
-        if "error" in first:
-            raise ContainerError(f"container {spec.id}: {first['error']}")
-        pid = int(first["pid"])  # type: ignore[call-overload]
-        if before_start is not None:
-            before_start(pid)
-        os.write(go_w, b"g")
-        result = receive()
-        if "error" in result:
-            raise ContainerError(f"container {spec.id}: {result['error']}")
-        started = start_time(pid)
-        if started is None:  # it already ended: the shim recorded how
-            started = 0
-        return Started(pid, started, shim_pid)
+        return _steer(spec, sync_r, go_w, before_start, shim_pid)
     except BaseException:
         os.kill(shim_pid, 9)  # takes its init along; the first process dies with its pid ns
         os.waitpid(shim_pid, 0)
         raise
-    finally:
-        os.close(go_w)
-        sync.close()

@@ -86,6 +86,8 @@ class Runtime:
         self.containers.mkdir(parents=True, exist_ok=True)
         self.cgroups = cgroups
         self.cgroup_parent = cgroup_parent
+        # Start containers through the state root's zygote (see zygote.py), when it runs.
+        self.use_zygote = False
 
     def _dir(self, container_id: str) -> Path:
         if not container_id or not set(container_id) <= _ID_CHARS or container_id[0] in ".-":
@@ -223,6 +225,7 @@ class Runtime:
                     terminal=stdio.master,
                     hold=stdio.hold,
                     terminal_log=out,
+                    zygote=self.root if self.use_zygote else None,
                 )
             finally:
                 stdio.close()
@@ -383,6 +386,8 @@ class Runtime:
             shim = int(json.loads((directory / "state.json").read_bytes())["shim_pid"])
         except (FileNotFoundError, ValueError, KeyError):
             return
+        if shim <= 0:
+            return  # started by the zygote, which reaps its own forks
         reap_by = time.monotonic() + 1.0
         while time.monotonic() < reap_by:
             try:

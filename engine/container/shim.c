@@ -4,6 +4,9 @@
  * containerd-shim takes 13 MB and conmon 2 MB.
  *
  * usage: composer-shim EXIT_FILE OOM_FILE TTY_FD OUT_FD HOLD_FD -- PROGRAM ARGS...
+ *    or: composer-shim --adopt PID EXIT_FILE OOM_FILE TTY_FD OUT_FD HOLD_FD
+ * The second form is exec'ed by a process whose child PID is the container's first process
+ * (the zygote's fork, see engine/container/zygote.py): it then only waits for it.
  * It becomes a child subreaper, runs PROGRAM (the container init, which forks the container's
  * first process and exits), and waits: the first process is reparented to the shim, and when
  * it ends the shim writes "EXIT_CODE SIGNAL OOM_KILLS UNIX_TIME\n" to EXIT_FILE (through a temp
@@ -62,11 +65,63 @@ static void drain(int tty, int out, char *buf, size_t size) {
         if (out >= 0 && write(out, buf, n) != n) break;
 }
 
+static void quiet_stdio(void) {
+    int devnull = open("/dev/null", O_RDWR);
+    if (devnull >= 0) {
+        dup2(devnull, 0);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        if (devnull > 2) close(devnull);
+    }
+}
+
+static void copy_terminal(int tty, int out, char *buf, size_t size, int timeout) {
+    struct pollfd p = {.fd = tty, .events = POLLIN};
+    if (poll(&p, 1, timeout) > 0 && (p.revents & POLLIN)) {
+        ssize_t n = read(tty, buf, size);
+        ssize_t done = 0;
+        while (n > 0 && out >= 0 && done < n) {
+            ssize_t w = write(out, buf + done, n - done);
+            if (w <= 0) break;
+            done += w;
+        }
+    } else if (p.revents & (POLLHUP | POLLERR)) {
+        usleep(10000);  /* no one holds the terminal now: only wait */
+    }
+}
+
+static int wait_for(pid_t first, char **argv, int tty, int out, int hold) {
+    static char buf[65536];
+    (void)hold;  /* kept open, never written */
+    for (int fd = 3; fd < 1024; fd++)
+        if (fd != tty && fd != out && fd != hold) close(fd);
+    quiet_stdio();
+    for (;;) {
+        int status;
+        if (tty >= 0) copy_terminal(tty, out, buf, sizeof buf, 100);
+        pid_t pid = waitpid(first, &status, tty >= 0 ? WNOHANG : 0);
+        if (pid == 0) continue;
+        if (pid < 0) {
+            if (errno == EINTR) continue;
+            return 125;
+        }
+        drain(tty, out, buf, sizeof buf);
+        record(argv[1], status, argv[2]);
+        return 0;
+    }
+}
+
 static int keep(int fd, int tty, int out, int hold) {
     return fd == tty || fd == out || fd == hold;
 }
 
 int main(int argc, char **argv) {
+    int adopt = argc == 8 && strcmp(argv[1], "--adopt") == 0;
+    if (adopt) {
+        pid_t first = atoi(argv[2]);
+        argv += 2;  /* EXIT_FILE OOM_FILE TTY_FD OUT_FD HOLD_FD from argv[1] on, as below */
+        return wait_for(first, argv, atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
+    }
     if (argc < 8 || strcmp(argv[6], "--") != 0) {
         fprintf(stderr, "usage: composer-shim EXIT_FILE OOM_FILE TTY_FD OUT_FD HOLD_FD -- "
                         "PROGRAM ARGS...\n");

@@ -1,0 +1,88 @@
+"""Containers forked by the zygote (a preloaded init): the same container, started faster;
+its exit is recorded by the shim it becomes, whatever happens to the zygote."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from engine.container.runtime import Runtime
+from engine.container.zygote import ensure_zygote, zygote_pid
+from tests.engine.conftest import Make
+from tests.engine.test_runtime import run
+
+pytestmark = pytest.mark.kernel
+
+
+@pytest.fixture
+def forked(runtime: Runtime) -> Iterator[Runtime]:
+    pid = ensure_zygote(runtime.root)
+    runtime.use_zygote = True
+    yield runtime
+    stop(pid)
+
+
+def stop(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    for _ in range(500):
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:
+            return
+        time.sleep(0.01)
+
+
+def test_a_forked_container_is_the_same_container(forked: Runtime, make: Make) -> None:
+    state, out, _ = run(forked, make("sh", "-c", "echo $$; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; hostname; exit 5", hostname="forked"))
+    assert state.exit_code == 5
+    assert out.split() == ["1", "CapEff:", "00000000a80425fb", "NoNewPrivs:", "1", "Seccomp:", "2", "forked"]
+
+
+def test_the_zygote_stays_out_of_the_container(forked: Runtime, make: Make) -> None:
+    config = make("sleep", "30")
+    forked.create(config)
+    pid = forked.start(config.id).state.pid
+    from pathlib import Path
+
+    shim = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    assert Path(f"/proc/{shim}/cmdline").read_text().split("\0")[1] == "--adopt"
+    assert os.readlink(f"/proc/{shim}/ns/mnt") == os.readlink("/proc/self/ns/mnt")
+    assert os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+    cgroup = f"{forked.cgroup_parent}/{config.id}"
+    assert forked.cgroups.pids(cgroup) == [pid]  # the shim is not in the container's group
+
+
+def test_a_killed_zygote_loses_no_container(forked: Runtime, make: Make) -> None:
+    config = make("sh", "-c", "sleep 1; exit 4")
+    forked.create(config)
+    forked.start(config.id)
+    zygote = zygote_pid(forked.root)
+    assert zygote is not None
+    stop(zygote)
+    assert forked.get(config.id).state.status == "running"
+    state = forked.wait(config.id, 10)
+    assert (state.status, state.exit_code) == ("exited", 4)
+
+
+def test_without_a_zygote_the_shim_starts_the_init(runtime: Runtime, make: Make) -> None:
+    runtime.use_zygote = True  # asked for, but none runs: the usual way
+    state, out, _ = run(runtime, make("sh", "-c", "echo ok"))
+    assert (state.exit_code, out) == (0, "ok\n")
+
+
+def test_tty_and_binds_through_the_zygote(forked: Runtime, make: Make, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from engine.container.spec import Mount
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/f").write_text("bound\n")
+    state, out, _ = run(forked, make("sh", "-c", "cat /data/f; test -t 1 && echo tty", tty=True, mounts=(Mount("bind", "/data", str(tmp_path / "data")),)))
+    assert state.exit_code == 0
+    assert out.replace("\r", "") == "bound\ntty\n"
