@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import fcntl
 import json
 import os
 import select
@@ -21,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Final
+
+from engine.daemon import claim, running_pid, start_daemon
 
 __all__ = ["Supervisor", "ensure_supervisor", "supervisor_pid"]
 
@@ -35,56 +36,19 @@ def _run_dir(root: Path) -> Path:
 
 def supervisor_pid(root: Path, group: str) -> int | None:
     """The pid of the group's running supervisor, if there is one."""
-    lock = _run_dir(root) / f"{group}.lock"
-    try:
-        fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        with contextlib.suppress(ValueError, OSError):
-            return int(os.pread(fd, 32, 0).decode().strip() or 0) or None
-        return None
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
+    return running_pid(_run_dir(root) / f"{group}.lock")
 
 
 def ensure_supervisor(root: Path, group: str) -> int:
-    """Start the group's supervisor unless it runs; its pid. It is not our child for long: it
-    runs in its own session and outlives the caller."""
-    running = supervisor_pid(root, group)
-    if running is not None:
-        return running
-    log = os.open(_run_dir(root) / f"{group}.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-    try:
-        pid = os.posix_spawn(
-            sys.executable,
-            [sys.executable, "-m", "engine.supervisor", str(root), group],
-            dict(os.environ),
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_DUP2, log, 1),
-                (os.POSIX_SPAWN_DUP2, log, 2),
-            ],
-            setsid=True,
-        )
-    finally:
-        os.close(log)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        running = supervisor_pid(root, group)
-        if running is not None:
-            return running
-        with contextlib.suppress(ChildProcessError):
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-        time.sleep(0.01)
-    raise RuntimeError(f"the supervisor of {group} did not start (see {root}/run/{group}.log)")
+    """Start the group's supervisor unless it runs; its pid. It runs in its own session and
+    outlives the caller."""
+    run = _run_dir(root)
+    return start_daemon(
+        [sys.executable, "-m", "engine.supervisor", str(root), group],
+        run / f"{group}.lock",
+        run / f"{group}.log",
+        dict(os.environ),
+    )
 
 
 class Supervisor:
@@ -152,13 +116,8 @@ class Supervisor:
 
     def run(self) -> None:
 
-        lock = os.open(_run_dir(self.root) / f"{self.group}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if claim(_run_dir(self.root) / f"{self.group}.lock") is None:
             return  # another supervisor has the group
-        os.ftruncate(lock, 0)
-        os.pwrite(lock, str(os.getpid()).encode(), 0)
         quiet_since = time.monotonic()
         while True:
             self._adopt()

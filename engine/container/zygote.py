@@ -13,7 +13,6 @@ reaps the forks; killed, it loses nothing: running containers keep their shims.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import marshal
 import os
 import select
@@ -26,6 +25,7 @@ if __name__ == "__main__":  # run as a program (python -S -I zygote.py ROOT): fi
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from engine.container import init
+from engine.daemon import claim, running_pid, start_daemon
 
 __all__ = ["ZYGOTE_SOCKET", "ensure_zygote", "request_start", "serve", "zygote_pid"]
 
@@ -41,50 +41,19 @@ def _run_dir(root: Path) -> Path:
 
 def zygote_pid(root: Path) -> int | None:
     """The pid of the running zygote of `root`, if any."""
-    try:
-        fd = os.open(_run_dir(root) / "zygote.lock", os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        with contextlib.suppress(ValueError, OSError):
-            return int(os.pread(fd, 32, 0).decode().strip() or 0) or None
-        return None
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
+    return running_pid(_run_dir(root) / "zygote.lock")
 
 
 def ensure_zygote(root: Path) -> int:
     """Start the zygote of `root` unless it runs; its pid."""
-    running = zygote_pid(root)
-    if running is not None:
-        return running
-    log = os.open(_run_dir(root) / "zygote.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-    try:
-        os.posix_spawn(
-            sys.executable,
-            [sys.executable, "-S", "-I", __file__, str(root)],
-            {},
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_DUP2, log, 1),
-                (os.POSIX_SPAWN_DUP2, log, 2),
-            ],
-            setsid=True,
-        )
-    finally:
-        os.close(log)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        running = zygote_pid(root)
-        if running is not None and (_run_dir(root) / ZYGOTE_SOCKET).exists():
-            return running
-        time.sleep(0.005)
-    raise RuntimeError(f"the zygote of {root} did not start (see {root}/run/zygote.log)")
+    run = _run_dir(root)
+    return start_daemon(
+        [sys.executable, "-S", "-I", __file__, str(root)],
+        run / "zygote.lock",
+        run / "zygote.log",
+        {},
+        ready=lambda: (run / ZYGOTE_SOCKET).exists(),
+    )
 
 
 def request_start(root: Path, request: dict[str, object], fds: list[int]) -> bool:
@@ -129,10 +98,7 @@ def _fork_container(message: bytes, fds: list[int], shim: str) -> None:
 
 def serve(root: Path) -> None:
     run = _run_dir(root)
-    lock = os.open(run / "zygote.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if claim(run / "zygote.lock") is None:
         return  # another zygote serves this root
     path = run / ZYGOTE_SOCKET
     path.unlink(missing_ok=True)
@@ -140,8 +106,6 @@ def serve(root: Path) -> None:
     listener.bind(str(path))
     os.chmod(path, 0o600)
     listener.listen(64)
-    os.ftruncate(lock, 0)
-    os.pwrite(lock, str(os.getpid()).encode(), 0)
     import engine.seccomp  # noqa: F401 - loaded once here: the forks install filters
 
     shim = str(Path(__file__).with_name("composer-shim"))

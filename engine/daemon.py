@@ -1,0 +1,86 @@
+"""Long-running helper processes of a state root (a stack's supervisor, the zygote): at most
+one per lock file, found by the pid written in it, started in a session of their own so they
+outlive whoever started them."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+__all__ = ["claim", "running_pid", "start_daemon"]
+
+
+def running_pid(lock: Path) -> int | None:
+    """The pid of the process holding `lock` (see claim), or None when none does."""
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        with contextlib.suppress(ValueError, OSError):
+            return int(os.pread(fd, 32, 0).decode().strip() or 0) or None
+        return None
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def claim(lock: Path) -> int | None:
+    """Take `lock` for this process for as long as it lives and write its pid in it; the
+    lock's fd, or None when another process holds it."""
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
+def start_daemon(
+    argv: Sequence[str],
+    lock: Path,
+    log: Path,
+    env: dict[str, str],
+    ready: Callable[[], bool] = lambda: True,
+) -> int:
+    """Run `argv` in its own session unless the holder of `lock` runs; its pid once it holds
+    the lock and `ready()` says so."""
+    running = running_pid(lock)
+    if running is not None:
+        return running
+    out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        pid = os.posix_spawn(
+            argv[0],
+            list(argv),
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, out, 1),
+                (os.POSIX_SPAWN_DUP2, out, 2),
+            ],
+            setsid=True,
+        )
+    finally:
+        os.close(out)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        running = running_pid(lock)
+        if running is not None and ready():
+            return running
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                break  # it ended at once: the log says why
+        time.sleep(0.005)
+    raise RuntimeError(f"{argv[-2:]} did not start (see {log})")
