@@ -60,6 +60,17 @@ def _lines(data: bytes, final: bool) -> tuple[list[bytes], int]:
     return data[:end].splitlines(keepends=True), end
 
 
+def _unpumped(directory: Path, stream: str, offset: int) -> bytes | None:
+    """What the container wrote to `stream` from `offset` on (at most 4 MiB); None when it
+    has no such file."""
+    try:
+        with open(directory / stream, "rb") as raw:
+            raw.seek(offset)
+            return raw.read(_READ_LIMIT)
+    except FileNotFoundError:
+        return None
+
+
 def pump(directory: Path, max_size: int = 10 << 20, keep: int = 3, final: bool = False) -> int:
     """Move what the container wrote since the last pump into its log; the number of lines.
     `final`: the container has ended, so a last line without a newline is logged too."""
@@ -67,11 +78,8 @@ def pump(directory: Path, max_size: int = 10 << 20, keep: int = 3, final: bool =
     entries: list[bytes] = []
     moved = dict(offsets)
     for stream in STREAMS:
-        try:
-            with open(directory / stream, "rb") as raw:
-                raw.seek(offsets[stream])
-                data = raw.read(_READ_LIMIT)
-        except FileNotFoundError:
+        data = _unpumped(directory, stream, offsets[stream])
+        if data is None:
             continue
         lines, used = _lines(data, final)
         when = _now()
@@ -129,11 +137,6 @@ def read_log(directory: Path, keep: int = 3) -> Iterator[LogLine]:
     offsets = _offsets(directory)
     when = _now()
     for stream in STREAMS:
-        try:
-            with open(directory / stream, "rb") as raw_file:
-                raw_file.seek(offsets[stream])
-                data = raw_file.read(_READ_LIMIT)
-        except FileNotFoundError:
-            continue
+        data = _unpumped(directory, stream, offsets[stream]) or b""
         for line in data.splitlines(keepends=True):
             yield LogLine(when, stream, line.decode(errors="replace"))
