@@ -12,11 +12,10 @@ from engine.cgroups.base import CgroupLimits
 from engine.container.config import ContainerConfig
 from engine.container.runtime import Runtime
 from engine.container.spec import Mount, Rlimit
-from engine.images.manifest import Descriptor, make_manifest
 from engine.images.store import Image, ImageStore
 from tests.engine.conftest import Make
 from tests.engine.test_runtime import run, sh
-from tests.images.imagetools import layer_tar
+from tests.images.conftest import image_with
 
 pytestmark = pytest.mark.kernel
 
@@ -34,31 +33,11 @@ def test_the_root_of_pid_1_is_the_containers_own(runtime: Runtime, make: Make) -
     assert "work" not in out.split()  # the host's /work is not in sight
 
 
-def symlink_image(store: ImageStore, tmp_path: Path, links: dict[str, str]) -> Image:
-    import tarfile
-
-    path = layer_tar(tmp_path / "links.tar", {"etc": None, "data": None})
-    with tarfile.open(path, "a") as tar:
-        for name, target in links.items():
-            info = tarfile.TarInfo(name)
-            info.type, info.linkname = tarfile.SYMTYPE, target
-            tar.addfile(info)
-    data = path.read_bytes()
-    blob = store.put_blob(data)
-    diff = store.ensure_layer(blob, "links")
-    import json
-
-    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": [diff]}}).encode()
-    digest = store.put_blob(config)
-    manifest = store.put_blob(make_manifest(Descriptor("", digest, len(config)), [Descriptor("application/vnd.oci.image.layer.v1.tar", blob, len(data))]))
-    return store.add_image(manifest, [])
-
-
 def test_a_symlink_in_the_image_at_a_mount_target_cannot_send_the_mount_outside(runtime: Runtime, make: Make, busybox: tuple[ImageStore, Image], tmp_path: Path) -> None:
     store, _base = busybox
     outside = tmp_path / "outside"
     outside.mkdir()
-    links = symlink_image(store, tmp_path, {"mnt-here": str(outside), "escape": "../../../../../../" + str(outside)})
+    links = image_with(store, tmp_path, [{"etc": None, "data": None}], symlinks={"mnt-here": str(outside), "escape": "../../../../../../" + str(outside)})
     source = tmp_path / "src"
     source.mkdir()
     (source / "marker").write_text("from the volume\n")

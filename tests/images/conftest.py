@@ -9,12 +9,15 @@ reason, on a machine without skopeo, umoci, docker-registry or busybox.
 
 from __future__ import annotations
 
+import json
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from engine.images.store import ImageStore
+from engine.images.manifest import Descriptor, make_manifest
+from engine.images.store import Image, ImageStore
 from engine.rootfs import Rootfs
 from tests.images import imagetools
 from tests.images.imagetools import (
@@ -123,3 +126,24 @@ def rootfs_dirs(tmp_path: Path) -> Iterator[list[Rootfs]]:
     yield made
     for rootfs in made:
         rootfs.remove()
+
+
+def image_with(store: ImageStore, tmp_path: Path, layers: list[dict[str, bytes | None]], symlinks: dict[str, str] | None = None) -> Image:
+    """An image made directly in the store from hand-written layers (symlinks in the first)."""
+    diff_ids, descriptors = [], []
+    for n, entries in enumerate(layers):
+        path = layer_tar(tmp_path / f"layer{n}.tar", entries)
+        if n == 0 and symlinks:
+            with tarfile.open(path, "a") as tar:
+                for name, target in symlinks.items():
+                    info = tarfile.TarInfo(name)
+                    info.type, info.linkname = tarfile.SYMTYPE, target
+                    tar.addfile(info)
+        data = path.read_bytes()
+        blob = store.put_blob(data)
+        diff_ids.append(store.ensure_layer(blob, f"layer {n}"))
+        descriptors.append(Descriptor("application/vnd.oci.image.layer.v1.tar", blob, len(data)))
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    config_digest = store.put_blob(config)
+    manifest = store.put_blob(make_manifest(Descriptor("", config_digest, len(config)), descriptors))
+    return store.add_image(manifest, [])

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
-import tarfile
 from pathlib import Path
 
 import pytest
 
 from engine.errors import MountError
 from engine.images.archive import load_archive
-from engine.images.manifest import Descriptor, make_manifest
 from engine.images.store import Image, ImageStore
 from engine.rootfs import Rootfs
-from tests.images.imagetools import MULTILAYER_VIEW, OciLayout, layer_tar, oci_archive, walk_view
+from tests.images.conftest import image_with
+from tests.images.imagetools import MULTILAYER_VIEW, OciLayout, oci_archive, walk_view
 
 pytestmark = pytest.mark.kernel
 
@@ -91,27 +89,6 @@ def test_generated_files_are_bound_over_their_paths(store: ImageStore, multi: Im
     assert (merged / "etc/hosts").read_text() == "10.0.0.3 web\n"
     # the image's own layer is untouched
     assert not (store.layer_path(multi.layers[0].diff_id) / "etc/hosts").read_text()
-
-
-def image_with(store: ImageStore, tmp_path: Path, layers: list[dict[str, bytes | None]], symlinks: dict[str, str] | None = None) -> Image:
-    """An image made directly in the store from hand-written layers (symlinks in the first)."""
-    diff_ids, descriptors = [], []
-    for n, entries in enumerate(layers):
-        path = layer_tar(tmp_path / f"layer{n}.tar", entries)
-        if n == 0 and symlinks:
-            with tarfile.open(path, "a") as tar:
-                for name, target in symlinks.items():
-                    info = tarfile.TarInfo(name)
-                    info.type, info.linkname = tarfile.SYMTYPE, target
-                    tar.addfile(info)
-        data = path.read_bytes()
-        blob = store.put_blob(data)
-        diff_ids.append(store.ensure_layer(blob, f"layer {n}"))
-        descriptors.append(Descriptor("application/vnd.oci.image.layer.v1.tar", blob, len(data)))
-    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
-    config_digest = store.put_blob(config)
-    manifest = store.put_blob(make_manifest(Descriptor("", config_digest, len(config)), descriptors))
-    return store.add_image(manifest, [])
 
 
 def test_a_symlink_planted_at_etc_hosts_cannot_redirect_the_bind_mount(store: ImageStore, tmp_path: Path, rootfs_dirs: list[Rootfs]) -> None:
