@@ -370,6 +370,15 @@ def _first_process(spec: dict, go_fd: int, error_fd: int) -> None:  # type: igno
         )
     if os.read(go_fd, 1) != b"g":
         raise SetupError("start", "the runtime went away before the start")
+    try:
+        _become(spec)
+    except OSError as exc:
+        raise SetupError(f"exec {spec['argv'][0]}", exc.strerror or str(exc)) from None
+
+
+def _become(spec: dict) -> None:  # type: ignore[type-arg]
+    """The last steps, in the container (first process or exec): working directory, user and
+    capabilities, seccomp, then execute the process. Returns only by raising OSError (exec)."""
     _workdir(spec["cwd"])
     if spec["seccomp"] and not spec["no_new_privileges"]:
         # Without no_new_privs only CAP_SYS_ADMIN may install a filter: do it before the
@@ -382,11 +391,7 @@ def _first_process(spec: dict, go_fd: int, error_fd: int) -> None:  # type: igno
     linux.close_range_cloexec(3)  # no descriptor of the host reaches the service
     if spec["seccomp"] and spec["no_new_privileges"]:
         _step("seccomp", install_seccomp, spec["seccomp"])
-    argv = spec["argv"]
-    try:
-        _execvpe(argv, env)
-    except OSError as exc:
-        raise SetupError(f"exec {argv[0]}", exc.strerror or str(exc)) from None
+    _execvpe(spec["argv"], env)
 
 
 def _send(fd: int, message: dict) -> None:  # type: ignore[type-arg]
@@ -531,22 +536,11 @@ def main_exec(spec_fd: int) -> None:
 
                 os.setsid()
                 fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-            _workdir(spec["cwd"])
-            if spec["seccomp"] and not spec["no_new_privileges"]:
-                _step("seccomp", install_seccomp, spec["seccomp"])
-            _privileges(spec)
-            env = dict(i.split("=", 1) if "=" in i else (i, "") for i in spec["env"])
-            for sig in (13, 25):  # SIGPIPE, SIGXFSZ
-                linux.reset_signal(sig)
-            linux.close_range_cloexec(3)
-            if spec["seccomp"] and spec["no_new_privileges"]:
-                _step("seccomp", install_seccomp, spec["seccomp"])
-            argv = spec["argv"]
             try:
-                _execvpe(argv, env)
+                _become(spec)
             except OSError as exc:
                 code = 127 if isinstance(exc, FileNotFoundError) else 126
-                sys.stderr.write(f"composer exec: {argv[0]}: {exc.strerror}\n")
+                sys.stderr.write(f"composer exec: {spec['argv'][0]}: {exc.strerror}\n")
                 os._exit(code)
         except SetupError as exc:
             sys.stderr.write(f"composer exec: {exc}\n")
