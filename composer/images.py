@@ -168,7 +168,10 @@ async def ensure_images(
     outcomes = await pull_images(settings, needs, progress=progress)
     failures = [o for o in outcomes if o.error]
     if failures:
-        names = "services" if any(len(o.need.services) > 1 for o in failures) else "service"
-        lines = [f"{names} {', '.join(o.need.services)}: {o.error}" for o in failures]
+        lines = [
+            f"{'service' if len(o.need.services) == 1 else 'services'} "
+            f"{', '.join(o.need.services)}: {o.error}"
+            for o in failures
+        ]
         raise ComposerError("\n".join(lines))
     return {service: o.image for o in outcomes if o.image for service in o.need.services}
