@@ -6,11 +6,12 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from composer.config.project import Project
 from composer.config.service import Service, VolumeMount
-from composer.errors import ComposerError
+from composer.config.yamlio import locate
+from composer.errors import ComposerError, StackError, format_key_path
 from composer.process import resolve_process
 from composer.settings import Settings
 from engine.cgroups.base import CgroupLimits
@@ -48,16 +49,21 @@ class _Context:
     service: Service
     project: Project
     settings: Settings
+    raw: Any = None  # the stack as read (marked YAML), to say where a key is
 
 
-def _fail(ctx: _Context, message: str) -> ComposerError:
-    return ComposerError(f"service {ctx.name!r}: {message}")
+def _fail(ctx: _Context, message: str, *key: str | int) -> ComposerError:
+    """An error at `services.NAME.KEY…`, with its file, line and column when the stack as read
+    is at hand."""
+    path = ("services", ctx.name, *key)
+    location = locate(ctx.raw, path) if ctx.raw is not None else None
+    return StackError.single(message, format_key_path(path), location)
 
 
 def _capability(ctx: _Context, name: str) -> str:
     full = name.upper() if name.upper().startswith("CAP_") else "CAP_" + name.upper()
     if full not in CAPABILITIES and full != "CAP_ALL":
-        raise _fail(ctx, f"unknown capability {name!r}")
+        raise _fail(ctx, f"unknown capability {name!r}", "cap_add")
     return full
 
 
@@ -85,12 +91,14 @@ def _security(ctx: _Context) -> tuple[bool, bool]:
             no_new_privs = value.lower() != "false"
         elif key == "seccomp":
             if value != "unconfined":
-                raise _fail(ctx, f"security_opt {option!r}: only seccomp=unconfined is supported")
+                raise _fail(
+                    ctx, f"{option!r}: only seccomp=unconfined is supported", "security_opt"
+                )
             seccomp = False
         elif key in ("apparmor", "label", "systempaths"):
             continue  # no LSM profiles here
         else:
-            raise _fail(ctx, f"unknown security_opt {option!r}")
+            raise _fail(ctx, f"unknown option {option!r}", "security_opt")
     return no_new_privs, seccomp
 
 
@@ -132,7 +140,12 @@ def _sysctls(ctx: _Context, own_network: bool) -> tuple[tuple[str, str], ...]:
         )
         if not allowed:
             why = "the host's network" if key.startswith("net.") else "the host"
-            raise _fail(ctx, f"sysctl {key} is not namespaced: it would change {why}; refused")
+            raise _fail(
+                ctx,
+                f"sysctl {key} is not namespaced: it would change {why}; refused",
+                "sysctls",
+                key,
+            )
         result.append((key, str(value)))
     return tuple(result)
 
@@ -144,7 +157,7 @@ def _ulimits(ctx: _Context) -> tuple[Rlimit, ...]:
     for name, value in (ctx.service.ulimits or {}).items():
         rlimit = f"RLIMIT_{name.upper()}"
         if not hasattr(resource, rlimit):
-            raise _fail(ctx, f"unknown ulimit {name!r}")
+            raise _fail(ctx, f"unknown ulimit {name!r}", "ulimits", name)
         limits.append(Rlimit(rlimit, value.soft, value.hard))
     return tuple(limits)
 
@@ -170,6 +183,7 @@ def _mount(ctx: _Context, mount: VolumeMount) -> Mount:
                     ctx,
                     f"bind mount source {source} does not exist (set "
                     "bind.create_host_path: true to have it made)",
+                    "volumes",
                 )
             source.mkdir(parents=True)
         propagation = mount.bind.propagation if mount.bind and mount.bind.propagation else ""
@@ -203,7 +217,9 @@ def _files(ctx: _Context, kind: str) -> list[Mount]:
     for ref in granted or []:
         resource = resources.get(ref.source)
         if resource is None or resource.file is None:
-            raise _fail(ctx, f"{kind[:-1]} {ref.source!r}: only file-based ones are supported")
+            raise _fail(
+                ctx, f"{kind[:-1]} {ref.source!r}: only file-based ones are supported", kind
+            )
         default = f"/run/secrets/{ref.source}" if kind == "secrets" else f"/{ref.source}"
         target = ref.target or default
         if kind == "secrets" and not target.startswith("/"):
@@ -220,15 +236,17 @@ def _logging(ctx: _Context) -> tuple[str, int, int]:
     logging = ctx.service.logging
     driver = (logging.driver if logging else None) or "json-file"
     if driver not in ("json-file", "local", "none"):
-        raise _fail(ctx, f"logging driver {driver!r} is not supported (json-file, local, none)")
+        raise _fail(
+            ctx, f"logging driver {driver!r} is not supported (json-file, local, none)", "logging"
+        )
     options = (logging.options if logging else None) or {}
     try:
         size = int(parse_bytes(options.get("max-size") or "10m"))
         files = int(options.get("max-file") or 3)
     except (ValueError, TypeError) as exc:
-        raise _fail(ctx, f"logging options: {exc}") from exc
+        raise _fail(ctx, f"logging options: {exc}", "logging") from exc
     if files < 1:
-        raise _fail(ctx, "logging option max-file must be at least 1")
+        raise _fail(ctx, "logging option max-file must be at least 1", "logging")
     return ("none" if driver == "none" else "json-file"), size, files
 
 
@@ -240,16 +258,17 @@ def container_config(
     store: ImageStore,
     settings: Settings,
     files: tuple[tuple[str, str], ...] = (),
+    raw: Any = None,
 ) -> ContainerConfig:
-    """The container `number` of service `name`; raises ComposerError naming the service and
-    the key for what cannot be run."""
+    """The container `number` of service `name`; raises StackError naming the key (with its
+    file, line and column when `raw`, the stack as read, is given) for what cannot be run."""
     service = project.services[name]
-    ctx = _Context(name, service, project, settings)
+    ctx = _Context(name, service, project, settings, raw)
     process = resolve_process(name, service, image.config)
     mode = service.network_mode or ""
     network = "host" if mode == "host" else "none"
     if mode.startswith(("service:", "container:")):
-        raise _fail(ctx, f"network_mode {mode!r} needs the networking of a later version")
+        raise _fail(ctx, f"{mode!r} needs the networking of a later version", "network_mode")
     no_new_privs, seccomp = _security(ctx)
     mounts = [_mount(ctx, m) for m in service.volumes or []]
     mounts += _tmpfs_entries(ctx) + _files(ctx, "secrets") + _files(ctx, "configs")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from composer.containers import container_config
-from composer.errors import ComposerError
+from composer.errors import ComposerError, StackError
 from composer.settings import Settings
 from engine.container.spec import DEFAULT_CAPABILITIES
 from engine.images.manifest import parse_config
@@ -30,7 +30,7 @@ def image(**config: object) -> Image:
 def config_of(write: Write, load: Load, tmp_path: Path, service: str, **extra: str):  # type: ignore[no-untyped-def]
     write("compose.yaml", "name: demo\nservices:\n  web:\n" + "".join(f"    {line}\n" for line in service.strip().splitlines()) + extra.get("tail", ""))
     stack = load("compose.yaml")
-    return container_config(stack.project, "web", 1, image(), FakeStore(), Settings(tmp_path / "state"))  # type: ignore[arg-type]
+    return container_config(stack.project, "web", 1, image(), FakeStore(), Settings(tmp_path / "state"), raw=stack.raw)  # type: ignore[arg-type]
 
 
 def test_names_hostname_and_group_follow_compose(write: Write, load: Load, tmp_path: Path) -> None:
@@ -115,3 +115,12 @@ def test_logging_options_set_rotation_and_none_drops_output(write: Write, load: 
     assert config_of(write, load, tmp_path, "image: busybox\nlogging: {driver: none}").log_driver == "none"
     with pytest.raises(ComposerError, match=r"logging driver 'syslog' is not supported"):
         config_of(write, load, tmp_path, "image: busybox\nlogging: {driver: syslog}")
+
+
+def test_a_key_that_cannot_be_run_is_reported_at_its_place_in_the_file(write: Write, load: Load, tmp_path: Path) -> None:
+    with pytest.raises(StackError) as caught:
+        config_of(write, load, tmp_path, "image: busybox\nsysctls:\n  vm.swappiness: '1'")
+    [problem] = caught.value.problems
+    assert problem.path == "services.web.sysctls['vm.swappiness']"
+    assert problem.location is not None and problem.location.line == 6
+    assert str(problem).startswith(f"{tmp_path / 'compose.yaml'}:6:")
