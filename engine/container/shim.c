@@ -65,7 +65,11 @@ static void drain(int tty, int out, char *buf, size_t size) {
         if (out >= 0 && write(out, buf, n) != n) break;
 }
 
-static void quiet_stdio(void) {
+/* Nothing of ours stays open but what we hold for the container: not the runtime's pipes (so
+ * it sees them close), not our stdio (the container's output goes to its log, not through us). */
+static void release(int tty, int out, int hold) {
+    for (int fd = 3; fd < 1024; fd++)
+        if (fd != tty && fd != out && fd != hold) close(fd);
     int devnull = open("/dev/null", O_RDWR);
     if (devnull >= 0) {
         dup2(devnull, 0);
@@ -92,10 +96,7 @@ static void copy_terminal(int tty, int out, char *buf, size_t size, int timeout)
 
 static int wait_for(pid_t first, char **argv, int tty, int out, int hold) {
     static char buf[65536];
-    (void)hold;  /* kept open, never written */
-    for (int fd = 3; fd < 1024; fd++)
-        if (fd != tty && fd != out && fd != hold) close(fd);
-    quiet_stdio();
+    release(tty, out, hold);  /* hold: kept open, never written */
     for (;;) {
         int status;
         if (tty >= 0) copy_terminal(tty, out, buf, sizeof buf, 100);
@@ -109,10 +110,6 @@ static int wait_for(pid_t first, char **argv, int tty, int out, int hold) {
         record(argv[1], status, argv[2]);
         return 0;
     }
-}
-
-static int keep(int fd, int tty, int out, int hold) {
-    return fd == tty || fd == out || fd == hold;
 }
 
 int main(int argc, char **argv) {
@@ -139,37 +136,14 @@ int main(int argc, char **argv) {
         execv(argv[7], argv + 7);
         _exit(126);
     }
-    /* Nothing of ours stays open: not the runtime's pipes (so it sees them close), and */
-    for (int fd = 3; fd < 1024; fd++)
-        if (!keep(fd, tty, out, hold)) close(fd);
-    /* nothing of ours stays open: the container's output goes to its log, not through us. */
-    int devnull = open("/dev/null", O_RDWR);
-    if (devnull >= 0) {
-        dup2(devnull, 0);
-        dup2(devnull, 1);
-        dup2(devnull, 2);
-        if (devnull > 2) close(devnull);
-    }
+    release(tty, out, hold);
     int init_status = -1, started = 0;
-    char buf[65536];
+    static char buf[65536];
     for (;;) {
         int status;
         pid_t pid;
         if (tty >= 0) {  /* copy the terminal's output while waiting */
-            struct pollfd p = {.fd = tty, .events = POLLIN};
-            if (poll(&p, 1, 100) > 0 && (p.revents & POLLIN)) {
-                ssize_t n = read(tty, buf, sizeof buf);
-                if (n > 0 && out >= 0) {
-                    ssize_t done = 0;
-                    while (done < n) {
-                        ssize_t w = write(out, buf + done, n - done);
-                        if (w <= 0) break;
-                        done += w;
-                    }
-                }
-            } else if (p.revents & (POLLHUP | POLLERR)) {
-                usleep(10000);  /* no one holds the terminal now: only wait */
-            }
+            copy_terminal(tty, out, buf, sizeof buf, 100);
             pid = waitpid(-1, &status, WNOHANG);
             if (pid == 0) continue;
         } else {
