@@ -94,19 +94,22 @@ def main() -> None:
                 image_id=image.id,
                 layers=layers,
                 argv=argv,
-                seccomp=False,
                 **fields,
             )  # type: ignore[arg-type]
 
-        ours = []
-        for _ in range(args.runs):
-            made = config("true")
-            started = time.perf_counter()
-            runtime.create(made)
-            runtime.start(made.id)
-            runtime.wait(made.id, 10)
-            ours.append(time.perf_counter() - started)
-            runtime.remove(made.id)
+        def create_start_wait(runs: int) -> list[float]:
+            times = []
+            for _ in range(runs):
+                made = config("true")
+                started = time.perf_counter()
+                runtime.create(made)
+                runtime.start(made.id)
+                runtime.wait(made.id, 10)
+                times.append(time.perf_counter() - started)
+                runtime.remove(made.id)
+            return times
+
+        ours = create_start_wait(args.runs)
         start_only = []
         for _ in range(min(args.runs, 20)):
             made = config("true")
@@ -118,15 +121,7 @@ def main() -> None:
             runtime.remove(made.id)
         zygote = ensure_zygote(root)
         runtime.use_zygote = True
-        forked = []
-        for _ in range(args.runs):
-            made = config("true")
-            started = time.perf_counter()
-            runtime.create(made)
-            runtime.start(made.id)
-            runtime.wait(made.id, 10)
-            forked.append(time.perf_counter() - started)
-            runtime.remove(made.id)
+        forked = create_start_wait(args.runs)
         runtime.use_zygote = False
         os.kill(zygote, 9)
         theirs = bench_runc(rootfs, args.runs) if shutil.which("runc") else []
