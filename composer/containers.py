@@ -19,6 +19,7 @@ from engine.container.config import ContainerConfig
 from engine.container.spec import DEFAULT_CAPABILITIES, Mount, Rlimit
 from engine.images.store import Image, ImageStore
 from engine.linux import CAPABILITIES
+from engine.userns import IdMap
 
 __all__ = ["container_config", "container_name"]
 
@@ -250,6 +251,20 @@ def _logging(ctx: _Context) -> tuple[str, int, int]:
     return ("none" if driver == "none" else "json-file"), size, files
 
 
+def _user_namespace(ctx: _Context) -> tuple[IdMap, IdMap]:
+    """`userns_mode`: "host" (or unset) runs without a user namespace, as Docker does by
+    default; "auto" maps the container's ids 0… onto the host range of the settings."""
+    mode = ctx.service.userns_mode
+    if mode in (None, "", "host"):
+        return (), ()
+    if mode != "auto":
+        raise _fail(ctx, f"userns_mode {mode!r} is not supported (auto, host)", "userns_mode")
+    if ctx.service.privileged:
+        raise _fail(ctx, "privileged and a user namespace exclude each other", "userns_mode")
+    uid, gid, size = ctx.settings.userns_range
+    return ((0, uid, size),), ((0, gid, size),)
+
+
 def container_config(
     project: Project,
     name: str,
@@ -274,6 +289,7 @@ def container_config(
     mounts += _tmpfs_entries(ctx) + _files(ctx, "secrets") + _files(ctx, "configs")
     cid = container_name(project.name, name, number, service.container_name)
     log_driver, log_size, log_files = _logging(ctx)
+    uid_map, gid_map = _user_namespace(ctx)
     return ContainerConfig(
         id=cid,
         image_id=image.id,
@@ -311,6 +327,8 @@ def container_config(
         log_max_files=log_files,
         stop_signal=process.stop_signal,
         stop_grace_period=float(service.stop_grace_period or 10.0),
+        uid_map=uid_map,
+        gid_map=gid_map,
         labels=(
             ("composer.project", project.name),
             ("composer.service", name),

@@ -4,6 +4,7 @@
 settings that are the host's, not a stack's:
 
     insecure_registries: [registry.lan:5000]   # reached over plain HTTP, as Docker's option
+    userns_range: {uid: 100000, gid: 100000, size: 65536}  # ids of `userns_mode: auto`
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ class Settings:
 
     root: Path
     insecure_registries: tuple[str, ...] = ()
+    # The host ids that containers with `userns_mode: auto` run as: (first uid, first gid,
+    # count), their ids 0… mapped there (as Docker's userns-remap, one range for all).
+    userns_range: tuple[int, int, int] = (100000, 100000, 65536)
 
     @property
     def images(self) -> Path:
@@ -52,21 +56,30 @@ class Settings:
         return cls(root, *_read_config(text, path))
 
 
-def _read_config(text: str, path: Path) -> tuple[tuple[str, ...]]:
+def _read_config(text: str, path: Path) -> tuple[tuple[str, ...], tuple[int, int, int]]:
     """The settings of a config.yaml; pydantic is imported only when there is one."""
-    from pydantic import BaseModel, ConfigDict, ValidationError
+    from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
     from composer.config.problems import problems_from
     from composer.config.yamlio import load_yaml
+
+    class UsernsRange(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+
+        uid: int = Field(100000, ge=1, le=2**32 - 2)
+        gid: int = Field(100000, ge=1, le=2**32 - 2)
+        size: int = Field(65536, ge=1, le=2**32 - 2)
 
     class HostConfig(BaseModel):
         model_config = ConfigDict(extra="forbid", frozen=True)
 
         insecure_registries: list[str] = []
+        userns_range: UsernsRange = Field(default_factory=lambda: UsernsRange())
 
     raw = load_yaml(text, str(path))
     try:
         config = HostConfig.model_validate(raw or {})
     except ValidationError as exc:
         raise StackError(problems_from(exc, HostConfig, raw)) from exc
-    return (tuple(config.insecure_registries),)
+    ids = config.userns_range
+    return tuple(config.insecure_registries), (ids.uid, ids.gid, ids.size)

@@ -43,6 +43,7 @@ __all__ = [
     "attach_tree",
     "capset",
     "close_range_cloexec",
+    "idmap_tree",
     "machine_architecture",
     "mount",
     "mount_fs",
@@ -138,6 +139,9 @@ _FSCONFIG_CMD_CREATE = 6
 _FSOPEN_CLOEXEC = 1
 _FSMOUNT_CLOEXEC = 1
 _MOVE_MOUNT_F_EMPTY_PATH = 4
+_SYS_MOUNT_SETATTR = 442  # the same number on every architecture
+_MOUNT_ATTR_IDMAP = 0x00100000
+_AT_EMPTY_PATH = 0x1000
 
 
 def _load_libc() -> ctypes.CDLL:
@@ -402,15 +406,45 @@ def punch_hole(fd: int, offset: int, length: int) -> None:
     _check(_libc.fallocate(fd, 0x02 | 0x01, offset, length), "fallocate")
 
 
-def open_tree(path: str, recursive: bool = True) -> int:
-    """A detached copy of the mount tree at `path` (open_tree(2) OPEN_TREE_CLONE): an fd that
-    can be attached anywhere, in another mount namespace too, with `attach_tree`."""
+def open_tree(path: str | int, recursive: bool = True) -> int:
+    """A detached copy of the mount tree at `path` (a path, or an fd on it) (open_tree(2)
+    OPEN_TREE_CLONE): an fd that can be attached anywhere, in another mount namespace too,
+    with `attach_tree`."""
     flags = 1 | os.O_CLOEXEC | (0x8000 if recursive else 0)  # OPEN_TREE_CLONE, AT_RECURSIVE
-    fd = _syscall(
-        _SYS_OPEN_TREE, ctypes.c_int(-100), ctypes.c_char_p(path.encode()), ctypes.c_uint(flags)
-    )
-    _check(fd, path)
+    if isinstance(path, int):
+        where, name, flags = path, b"", flags | _AT_EMPTY_PATH
+    else:
+        where, name = -100, path.encode()  # AT_FDCWD
+    fd = _syscall(_SYS_OPEN_TREE, ctypes.c_int(where), ctypes.c_char_p(name), ctypes.c_uint(flags))
+    _check(fd, str(path))
     return fd
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = (
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    )
+
+
+def idmap_tree(tree: int, userns: int) -> None:
+    """Make the detached mount `tree` (from open_tree) an idmapped one (mount_setattr(2)
+    MOUNT_ATTR_IDMAP): its files' owners are seen through the id maps of the user namespace
+    `userns` (an fd on /proc/PID/ns/user), so uid 0 on disk is that namespace's root."""
+    attr = _MountAttr(_MOUNT_ATTR_IDMAP, 0, 0, userns)
+    _check(
+        _syscall(
+            _SYS_MOUNT_SETATTR,
+            ctypes.c_int(tree),
+            ctypes.c_char_p(b""),
+            ctypes.c_uint(_AT_EMPTY_PATH),
+            ctypes.byref(attr),
+            ctypes.c_size_t(ctypes.sizeof(attr)),
+        ),
+        "mount_setattr",
+    )
 
 
 def attach_tree(tree: int, target: int) -> None:

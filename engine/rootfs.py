@@ -27,11 +27,15 @@ from engine.linux import (
     MS_REMOUNT,
     RESOLVE_IN_ROOT,
     RESOLVE_NO_MAGICLINKS,
+    attach_tree,
+    idmap_tree,
     mount,
     mount_fs,
+    open_tree,
     openat2,
     umount,
 )
+from engine.userns import IdMap, host_root, user_namespace
 
 __all__ = ["Rootfs"]
 
@@ -67,9 +71,13 @@ class Rootfs:
         *,
         read_only: bool = False,
         files: Mapping[str, Path] | None = None,
+        id_maps: tuple[IdMap, IdMap] | None = None,
     ) -> Path:
         """Mount the overlay of `layers` (lowest first) and bind each of `files` (path in the
-        container → file on the host) over its path; idempotent. Returns the merged tree."""
+        container → file on the host) over its path; idempotent. Returns the merged tree.
+        `id_maps` (uid map, gid map): the container runs in a user namespace with them, so
+        the layers are seen through idmapped mounts: a file of uid 0 in a layer belongs to
+        the container's root, and what that root writes is stored as uid 0."""
         if self.is_mounted():
             return self.merged
         if not layers:
@@ -77,7 +85,10 @@ class Rootfs:
         for directory in (self.upper, self.work, self.merged):
             directory.mkdir(parents=True, exist_ok=True)
         try:
-            self._mount_overlay([str(p) for p in reversed(layers)])  # the top layer first
+            if id_maps is None:
+                self._mount_overlay([str(p) for p in reversed(layers)])  # the top layer first
+            else:
+                self._mount_idmapped([str(p) for p in reversed(layers)], id_maps)
         except OSError as exc:
             raise MountError(
                 f"cannot mount the root filesystem at {self.merged}: {exc.strerror}"
@@ -91,6 +102,42 @@ class Rootfs:
             self.unmount()
             raise
         return self.merged
+
+    def _mount_idmapped(self, lowers: list[str], id_maps: tuple[IdMap, IdMap]) -> None:
+        """Overlay idmapped copies of the layers, each attached under maps/ for the overlay
+        mount to name it and detached right after (the overlay holds its own references).
+        The writable layer is not idmapped (the overlay writes its work files as the host's
+        root, which such a mount cannot represent): what the container writes is stored with
+        host ids, as with Docker's userns-remap, and upper/ belongs to the container's root."""
+        maps = self.directory / "maps"
+        maps.mkdir(exist_ok=True)
+        try:
+            uid, gid = host_root(id_maps[0]), host_root(id_maps[1])
+        except ValueError as exc:
+            raise MountError(f"{self.directory}: {exc}") from None
+        os.chown(self.upper, uid, gid)
+        userns = user_namespace(*id_maps)
+        points: list[Path] = []
+        try:
+            for index, source in enumerate(lowers):
+                point = maps / str(index)
+                point.mkdir(exist_ok=True)
+                tree = open_tree(source, recursive=False)
+                try:
+                    idmap_tree(tree, userns)
+                    target = os.open(point, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                    try:
+                        attach_tree(tree, target)
+                    finally:
+                        os.close(target)
+                finally:
+                    os.close(tree)
+                points.append(point)
+            self._mount_overlay([str(p) for p in points])
+        finally:
+            os.close(userns)
+            for point in points:
+                umount(str(point), MNT_DETACH)
 
     def _mount_overlay(self, lowers: list[str]) -> None:
         """Mount with one `lowerdir+` option per layer (Linux 6.8+: no limit on their total

@@ -124,3 +124,23 @@ def test_a_key_that_cannot_be_run_is_reported_at_its_place_in_the_file(write: Wr
     assert problem.path == "services.web.sysctls['vm.swappiness']"
     assert problem.location is not None and problem.location.line == 6
     assert str(problem).startswith(f"{tmp_path / 'compose.yaml'}:6:")
+
+
+def test_userns_mode_auto_maps_the_containers_ids_onto_the_settings_range(write: Write, load: Load, tmp_path: Path) -> None:
+    assert config_of(write, load, tmp_path, "image: busybox").uid_map == ()
+    assert config_of(write, load, tmp_path, "image: busybox\nuserns_mode: host").uid_map == ()
+    config = config_of(write, load, tmp_path, "image: busybox\nuserns_mode: auto")
+    assert config.uid_map == ((0, 100000, 65536),) and config.gid_map == ((0, 100000, 65536),)
+
+
+def test_the_userns_range_comes_from_the_state_roots_config(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("userns_range: {uid: 300000, gid: 400000, size: 1000}\n")
+    assert Settings.load({"COMPOSER_ROOT": str(tmp_path)}).userns_range == (300000, 400000, 1000)
+
+
+def test_an_unknown_userns_mode_is_reported_at_its_key(write: Write, load: Load, tmp_path: Path) -> None:
+    with pytest.raises(StackError) as caught:
+        config_of(write, load, tmp_path, "image: busybox\nuserns_mode: keep-id")
+    [problem] = caught.value.problems
+    assert problem.path == "services.web.userns_mode" and "auto, host" in str(problem)
+    assert problem.location is not None and problem.location.line == 5

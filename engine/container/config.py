@@ -9,6 +9,7 @@ from typing import Any
 
 from engine.cgroups.base import CgroupLimits
 from engine.container.spec import DEFAULT_CAPABILITIES, Mount, Rlimit
+from engine.userns import IdMap
 
 __all__ = ["ContainerConfig"]
 
@@ -56,6 +57,14 @@ class ContainerConfig:
     stop_signal: str = "SIGTERM"
     stop_grace_period: float = 10.0
     labels: tuple[tuple[str, str], ...] = ()
+    # A user namespace when given: (first id inside, first id on the host, count) ranges.
+    uid_map: tuple[tuple[int, int, int], ...] = ()
+    gid_map: tuple[tuple[int, int, int], ...] = ()
+
+    @property
+    def id_maps(self) -> tuple[IdMap, IdMap] | None:
+        """(uid map, gid map) when the container has a user namespace, else None."""
+        return (self.uid_map, self.gid_map) if self.uid_map else None
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), indent=1).encode()
@@ -70,4 +79,6 @@ class ContainerConfig:
             doc[key] = tuple(tuple(pair) for pair in doc[key])
         for key in ("layers", "argv", "env", "group_add", "capabilities"):
             doc[key] = tuple(doc[key])
+        for key in ("uid_map", "gid_map"):
+            doc[key] = tuple(tuple(entry) for entry in doc.get(key, ()))
         return cls(**doc)

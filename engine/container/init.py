@@ -149,6 +149,11 @@ def _mounts(spec: dict, root: int) -> None:  # type: ignore[type-arg]
     dev = _resolve(root, "/dev", True, "")
     try:
         for name, major, minor in _DEVICES:
+            if "user" in spec["namespaces"]:  # no mknod in a user namespace: bind the host's
+                os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666, dir_fd=dev))
+                node = f"/proc/self/fd/{dev}/{name}"
+                _step(f"bind /dev/{name}", linux.mount, f"/dev/{name}", node, None, MS_BIND)
+                continue
             _step(f"mknod /dev/{name}", _mknod, name, os.makedev(major, minor), dev)
             os.chmod(f"/proc/self/fd/{dev}/{name}", 0o666)
         for name, target in (
@@ -237,8 +242,17 @@ def _user_mount(root: int, mount: dict) -> None:  # type: ignore[type-arg]
         os.close(fd)
 
 
-def _pivot(rootfs: str) -> None:
-    os.chdir(rootfs)
+def _rootfs_handle(spec: dict) -> int:  # type: ignore[type-arg]
+    """An O_PATH handle on the root filesystem. In a user namespace its path may not be
+    searchable: the working directory was set to it before (and unshare(CLONE_NEWNS) moved
+    it to the same place in the new mount namespace)."""
+    path = "." if "user" in spec["namespaces"] else spec["rootfs"]
+    return os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def _pivot(root: int) -> None:
+    os.fchdir(root)
+    os.close(root)
     _step("pivot_root", linux.pivot_root, ".", ".")
     _step("detach the old root", linux.umount, ".", MNT_DETACH)
     os.chdir("/")
@@ -342,12 +356,17 @@ def _first_process(spec: dict, go_fd: int, error_fd: int) -> None:  # type: igno
 
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
     _step("make mounts private", linux.mount, "", "/", None, MS_REC | MS_PRIVATE)
-    rootfs = spec["rootfs"]
-    _step("bind the root", linux.mount, rootfs, rootfs, None, MS_BIND | MS_REC)
-    root = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    place = _rootfs_handle(spec)
+    # A copy of the root's mount tree over it, ours to change: made and used through handles,
+    # as the path may not be searchable by a user namespace's root.
+    try:
+        root = linux.open_tree(place, True)
+        linux.attach_tree(root, place)
+    except OSError as exc:
+        raise SetupError("bind the root", exc.strerror or str(exc)) from None
+    os.close(place)
     _mounts(spec, root)
-    os.close(root)
-    _pivot(rootfs)
+    _pivot(root)
     _harden(spec)
     if "uts" in spec["namespaces"]:
         if spec["hostname"]:
@@ -435,21 +454,27 @@ def start(spec: dict, sync_fd: int, go_fd: int) -> int:  # type: ignore[type-arg
     Only the PID namespace is made here (it takes effect for children); the first process
     makes the others itself, so this process stays in the host's mount namespace and what it
     does after (the zygote's fork becomes the shim) is not inside the container."""
+    userns = "user" in spec["namespaces"]
     try:
-        if "pid" in spec["namespaces"]:
+        if "pid" in spec["namespaces"] and not userns:
             _step("unshare the pid namespace", linux.unshare, linux.CLONE_NEWPID)
     except SetupError as exc:
         _send(sync_fd, {"error": str(exc), "op": exc.op})
         return -1
     error_r, error_w = os.pipe2(os.O_CLOEXEC)
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    maps_r, maps_w = os.pipe2(os.O_CLOEXEC)
     child = os.fork()
     if child == 0:
         os.close(error_r)
         os.close(ready_r)
+        os.close(maps_w)
         os.close(sync_fd)
         try:
-            _namespaces(spec)
+            if userns:
+                _user_namespace(spec, ready_w, maps_r)  # returns in the first process
+            else:
+                _namespaces(spec)
             os.close(ready_w)  # the namespaces exist: the runtime may plumb them
             _enter_cgroup(spec)
             _first_process(spec, go_fd, error_w)
@@ -460,10 +485,26 @@ def start(spec: dict, sync_fd: int, go_fd: int) -> int:  # type: ignore[type-arg
         os._exit(127)
     os.close(error_w)
     os.close(ready_w)
-    os.read(ready_r, 1)  # end of file: the namespaces exist, or the first process failed
+    os.close(maps_r)
+    first = child
+    # End of file: the namespaces exist, or the first process failed. With a user namespace,
+    # "u" asks for its id maps first, and "p<pid>" names the first process (a grandchild).
+    while message := os.read(ready_r, 64):
+        if message.startswith(b"u"):
+            try:
+                _write_maps(child, spec)
+            except OSError:
+                pass  # the child sees the maps missing and reports it
+            os.write(maps_w, b"m")
+            message = message[1:]
+        if message.startswith(b"p"):
+            first = int(message[1:])
     os.close(ready_r)
+    os.close(maps_w)
     os.close(go_fd)
-    _send(sync_fd, {"pid": child})
+    if first != child:
+        os.waitpid(child, 0)  # the intermediate process, which ended
+    _send(sync_fd, {"pid": first})
     report = b""
     while chunk := os.read(error_r, 65536):
         report += chunk
@@ -473,30 +514,80 @@ def start(spec: dict, sync_fd: int, go_fd: int) -> int:  # type: ignore[type-arg
     else:
         _send(sync_fd, {"started": True})
     os.close(sync_fd)
-    return -1 if report else child
+    return -1 if report else first
+
+
+def _write_maps(pid: int, spec: dict) -> None:  # type: ignore[type-arg]
+    for name in ("uid_map", "gid_map"):
+        text = "".join(f"{inside} {outside} {count}\n" for inside, outside, count in spec[name])
+        _write_file(f"/proc/{pid}/{name}", text)
+
+
+def _user_namespace(spec: dict, ready_w: int, maps_r: int) -> None:  # type: ignore[type-arg]
+    """In the child, for a container with a user namespace: make the user namespace first,
+    so every other namespace belongs to it (the container's root then administers its own
+    network, hostname and mounts, and nothing of the host's). The host's root, our parent,
+    writes its id maps; then this process makes the other namespaces and forks the first
+    process (PID 1 of the new PID namespace, owned by the user namespace), reports its pid
+    and ends; this function returns in the first process."""
+    if spec["seccomp"]:  # the host's files may be out of reach in the user namespace
+        import engine.seccomp  # noqa: F401
+    _step("enter the root filesystem", os.chdir, spec["rootfs"])
+    for path in spec["cgroup_files"]:  # host files: join before becoming unprivileged
+        _step("enter the cgroup", _write_file, path, "0")
+    for limit in spec["rlimits"]:  # raising a hard limit needs the host's CAP_SYS_RESOURCE
+        _step(
+            f"ulimit {limit['name']}",
+            resource.setrlimit,
+            getattr(resource, limit["name"]),
+            (limit["soft"], limit["hard"]),
+        )
+    if spec["join_net"]:  # a namespace of the host's: joined while still privileged there
+        _join_net(spec["join_net"])
+    _step("unshare the user namespace", linux.unshare, linux.CLONE_NEWUSER)
+    os.write(ready_w, b"u")
+    if os.read(maps_r, 1) != b"m":
+        raise SetupError("user namespace", "the runtime went away")
+    os.close(maps_r)
+    _step("become the container's root", os.setresgid, 0, 0, 0)
+    _step("become the container's root", os.setresuid, 0, 0, 0)
+    _namespaces(spec)
+    first = os.fork()
+    if first:
+        os.write(ready_w, b"p%d" % first)
+        os._exit(0)
 
 
 def _namespaces(spec: dict) -> None:  # type: ignore[type-arg]
     """In the first process: join or make its namespaces (not the cgroup one: later)."""
+    userns = "user" in spec["namespaces"]
     flags = 0
     for name in spec["namespaces"]:
-        if name not in ("pid", "cgroup") and not (name == "net" and spec["join_net"]):
+        if name in ("cgroup", "user") or (name == "pid" and not userns):
+            continue  # the cgroup namespace later; the pid one by the parent (or here, last)
+        if not (name == "net" and spec["join_net"]):
             flags |= linux.NAMESPACE_FLAGS[name]
-    if spec["join_net"]:
-        fd = os.open(spec["join_net"], os.O_RDONLY | os.O_CLOEXEC)
-        _step("join the network namespace", linux.setns, fd, linux.CLONE_NEWNET)
-        os.close(fd)
+    if spec["join_net"] and not userns:
+        _join_net(spec["join_net"])
     _step("unshare", linux.unshare, flags)
 
 
+def _join_net(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    _step("join the network namespace", linux.setns, fd, linux.CLONE_NEWNET)
+    os.close(fd)
+
+
 def _enter_cgroup(spec: dict) -> None:  # type: ignore[type-arg]
-    for path in spec["cgroup_files"]:
-        _step("enter the cgroup", _write_file, path, "0")  # "0": the writing process
+    if "user" not in spec["namespaces"]:  # else joined before the user namespace was made
+        for path in spec["cgroup_files"]:
+            _step("enter the cgroup", _write_file, path, "0")  # "0": the writing process
     if "cgroup" in spec["namespaces"]:
         _step("unshare the cgroup namespace", linux.unshare, linux.CLONE_NEWCGROUP)
 
 
-_JOIN_ORDER = ("ipc", "uts", "net", "pid", "cgroup", "mnt")  # mnt last: it changes the root
+# The user namespace first: it owns the others; mnt last: it changes the root.
+_JOIN_ORDER = ("user", "ipc", "uts", "net", "pid", "cgroup", "mnt")
 
 
 def main_exec(spec_fd: int) -> None:

@@ -30,6 +30,7 @@ from engine.container.users import resolve_identity
 from engine.images.unpack import discard_tree
 from engine.linux import open_tree, pidfd_open, pidfd_send_signal
 from engine.rootfs import Rootfs
+from engine.userns import host_root
 
 __all__ = ["Container", "ContainerError", "ContainerStats", "Runtime", "State"]
 
@@ -171,10 +172,14 @@ class Runtime:
                 [Path(p) for p in config.layers],
                 read_only=False,
                 files={target: Path(source) for target, source in config.files},
+                id_maps=config.id_maps,
             )
             merged = Rootfs(directory / "rootfs").merged
             for mount in config.mounts:
                 if mount.seed:
+                    if config.id_maps:  # a new volume belongs to the container's root
+                        root_ids = (host_root(config.uid_map), host_root(config.gid_map))
+                        os.chown(mount.source, *root_ids)
                     seed_volume(str(merged), mount.target, Path(mount.source))
             self.cgroups.create(self._cgroup(config.id), config.limits)
             _write_atomic(directory / "config.json", config.to_json())
@@ -200,6 +205,7 @@ class Runtime:
             merged = rootfs.mount(
                 [Path(p) for p in config.layers],
                 files={target: Path(source) for target, source in config.files},
+                id_maps=config.id_maps,
             )
             spec, handles = self._opened_sources(self._spec(config, str(merged)))
             (directory / "exit").unlink(missing_ok=True)
@@ -261,6 +267,8 @@ class Runtime:
             namespaces.remove("uts")
         if config.cgroup_host:
             namespaces.remove("cgroup")
+        if config.uid_map:
+            namespaces.insert(0, "user")
         seccomp = b""
         if config.seccomp:
             from engine.seccomp import default_filter
@@ -294,6 +302,8 @@ class Runtime:
             shm_size=config.shm_size,
             tty=config.tty,
             oom_score_adj=config.oom_score_adj,
+            uid_map=config.uid_map,
+            gid_map=config.gid_map,
         )
 
     @staticmethod

@@ -103,6 +103,9 @@ class Spec:
     shm_size: int = 64 << 20
     tty: bool = False
     oom_score_adj: int | None = None
+    # With a user namespace ("user" in namespaces): (inside, host, count) ranges.
+    uid_map: tuple[tuple[int, int, int], ...] = ()
+    gid_map: tuple[tuple[int, int, int], ...] = ()
 
     def to_init(self) -> bytes:
         """The spec as the init program reads it: marshal (built in, so the init imports
@@ -123,6 +126,8 @@ class Spec:
         doc["mounts"] = tuple(Mount(**m) for m in doc["mounts"])
         doc["rlimits"] = tuple(Rlimit(**r) for r in doc["rlimits"])
         doc["sysctls"] = tuple(tuple(pair) for pair in doc["sysctls"])
+        for key in ("uid_map", "gid_map"):
+            doc[key] = tuple(tuple(entry) for entry in doc.get(key, ()))
         for key in (
             "argv",
             "env",

@@ -24,6 +24,7 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a program (python -S -I zygote.py ROOT): find the engine
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from engine import linux
 from engine.container import init
 from engine.daemon import claim, running_pid, start_daemon
 
@@ -88,6 +89,9 @@ def _fork_container(message: bytes, fds: list[int], shim: str) -> None:
             mount["source"] = f"fd:{local[int(mount['source'][3:])]}"
     for number in fds:
         os.set_inheritable(number, True)
+    # With a user namespace the first process is a grandchild: it must come to us (the shim
+    # to be) when its parent ends, not to the host's init.
+    linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
     child = init.start(spec, fd("sync"), fd("go"))
     if child < 0:
         os._exit(1)

@@ -3,8 +3,11 @@ with its own cgroup parent, and every container removed afterwards, whatever hap
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ import pytest
 from engine.cgroups import detect
 from engine.container.config import ContainerConfig
 from engine.container.runtime import Runtime
+from engine.container.zygote import ensure_zygote
 from engine.images.archive import ConfigChanges, import_rootfs
 from engine.images.reference import parse_reference
 from engine.images.store import Image, ImageStore
@@ -70,3 +74,27 @@ def make(busybox: tuple[ImageStore, Image]) -> Make:
         )
 
     return _make
+
+
+@pytest.fixture
+def forked(runtime: Runtime) -> Iterator[Runtime]:
+    """The runtime, starting containers through a zygote of its own (ended afterwards)."""
+    pid = ensure_zygote(runtime.root)
+    runtime.use_zygote = True
+    yield runtime
+    stop(pid)
+
+
+def stop(pid: int) -> None:
+    """SIGKILL a process this test started, and reap it when it is our child."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    for _ in range(500):
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:
+            return
+        time.sleep(0.01)

@@ -4,40 +4,15 @@ its exit is recorded by the shim it becomes, whatever happens to the zygote."""
 from __future__ import annotations
 
 import os
-import signal
-import time
-from collections.abc import Iterator
 
 import pytest
 
 from engine.container.runtime import Runtime
-from engine.container.zygote import ensure_zygote, zygote_pid
-from tests.engine.conftest import Make
+from engine.container.zygote import zygote_pid
+from tests.engine.conftest import Make, stop
 from tests.engine.test_runtime import run
 
 pytestmark = pytest.mark.kernel
-
-
-@pytest.fixture
-def forked(runtime: Runtime) -> Iterator[Runtime]:
-    pid = ensure_zygote(runtime.root)
-    runtime.use_zygote = True
-    yield runtime
-    stop(pid)
-
-
-def stop(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    for _ in range(500):
-        try:
-            if os.waitpid(pid, os.WNOHANG)[0]:
-                return
-        except ChildProcessError:
-            return
-        time.sleep(0.01)
 
 
 def test_a_forked_container_is_the_same_container(forked: Runtime, make: Make) -> None:
