@@ -274,16 +274,21 @@ def container_config(
     settings: Settings,
     files: tuple[tuple[str, str], ...] = (),
     raw: Any = None,
+    joined: str | None = None,
 ) -> ContainerConfig:
     """The container `number` of service `name`; raises StackError naming the key (with its
-    file, line and column when `raw`, the stack as read, is given) for what cannot be run."""
+    file, line and column when `raw`, the stack as read, is given) for what cannot be run.
+    `joined`: for `network_mode: service:X` or `container:X`, the network namespace of that
+    container (/proc/PID/ns/net)."""
     service = project.services[name]
     ctx = _Context(name, service, project, settings, raw)
     process = resolve_process(name, service, image.config)
     mode = service.network_mode or ""
     network = "host" if mode == "host" else "none"
     if mode.startswith(("service:", "container:")):
-        raise _fail(ctx, f"{mode!r} needs the networking of a later version", "network_mode")
+        if joined is None:
+            raise _fail(ctx, f"{mode!r}: that container is not running", "network_mode")
+        network = joined
     no_new_privs, seccomp = _security(ctx)
     mounts = [_mount(ctx, m) for m in service.volumes or []]
     mounts += _tmpfs_entries(ctx) + _files(ctx, "secrets") + _files(ctx, "configs")
@@ -310,7 +315,7 @@ def container_config(
         read_only=bool(service.read_only),
         shm_size=int(service.shm_size) if service.shm_size is not None else 64 << 20,
         rlimits=_ulimits(ctx),
-        sysctls=_sysctls(ctx, own_network=network != "host"),
+        sysctls=_sysctls(ctx, own_network=network == "none"),
         limits=_limits(ctx),
         network=network,
         ipc_host=service.ipc == "host",

@@ -5,6 +5,7 @@ settings that are the host's, not a stack's:
 
     insecure_registries: [registry.lan:5000]   # reached over plain HTTP, as Docker's option
     userns_range: {uid: 100000, gid: 100000, size: 65536}  # ids of `userns_mode: auto`
+    address_pools: [{base: 172.20.0.0/14, size: 24}]  # where stack networks' subnets come from
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class Settings:
     # The host ids that containers with `userns_mode: auto` run as: (first uid, first gid,
     # count), their ids 0… mapped there (as Docker's userns-remap, one range for all).
     userns_range: tuple[int, int, int] = (100000, 100000, 65536)
+    # Subnets of stack networks are cut from these: (base network, prefix length of each).
+    address_pools: tuple[tuple[str, int], ...] = (("172.20.0.0/14", 24), ("10.213.0.0/16", 24))
 
     @property
     def images(self) -> Path:
@@ -56,8 +59,12 @@ class Settings:
         return cls(root, *_read_config(text, path))
 
 
-def _read_config(text: str, path: Path) -> tuple[tuple[str, ...], tuple[int, int, int]]:
+def _read_config(
+    text: str, path: Path
+) -> tuple[tuple[str, ...], tuple[int, int, int], tuple[tuple[str, int], ...]]:
     """The settings of a config.yaml; pydantic is imported only when there is one."""
+    import ipaddress
+
     from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
     from composer.config.problems import problems_from
@@ -70,11 +77,18 @@ def _read_config(text: str, path: Path) -> tuple[tuple[str, ...], tuple[int, int
         gid: int = Field(100000, ge=1, le=2**32 - 2)
         size: int = Field(65536, ge=1, le=2**32 - 2)
 
+    class AddressPool(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+
+        base: ipaddress.IPv4Network
+        size: int = Field(24, ge=8, le=30)
+
     class HostConfig(BaseModel):
         model_config = ConfigDict(extra="forbid", frozen=True)
 
         insecure_registries: list[str] = []
         userns_range: UsernsRange = Field(default_factory=lambda: UsernsRange())
+        address_pools: list[AddressPool] | None = None
 
     raw = load_yaml(text, str(path))
     try:
@@ -82,4 +96,9 @@ def _read_config(text: str, path: Path) -> tuple[tuple[str, ...], tuple[int, int
     except ValidationError as exc:
         raise StackError(problems_from(exc, HostConfig, raw)) from exc
     ids = config.userns_range
-    return tuple(config.insecure_registries), (ids.uid, ids.gid, ids.size)
+    pools = (
+        tuple((str(p.base), p.size) for p in config.address_pools)
+        if config.address_pools
+        else Settings.address_pools
+    )
+    return tuple(config.insecure_registries), (ids.uid, ids.gid, ids.size), pools

@@ -7,6 +7,10 @@ raw files, and the next supervisor adopts them by pid and start time.
 Run: `python -m engine.supervisor STATE_ROOT GROUP` (start it with `ensure_supervisor`). It
 writes what it sees to `STATE_ROOT/run/GROUP.events` (JSON lines) and exits once its group
 has had no running container for `idle` seconds.
+
+It also serves the group's published ports (one userland proxy for them all, in a thread):
+`publish` writes the wanted bindings to `run/GROUP.ports.json` and wakes it with SIGHUP; it
+answers in `run/GROUP.ports.state.json` with the ports it got, or why it could not.
 """
 
 from __future__ import annotations
@@ -16,14 +20,19 @@ import datetime
 import json
 import os
 import select
+import signal
 import sys
 import time
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 from engine.daemon import claim, running_pid, start_daemon
+from engine.errors import EngineError
 
-__all__ = ["Supervisor", "ensure_supervisor", "supervisor_pid"]
+if TYPE_CHECKING:
+    from engine.network.ports import PortBinding, ProxyThread, PublishedPort
+
+__all__ = ["Supervisor", "ensure_supervisor", "publish", "supervisor_pid"]
 
 _PUMP_INTERVAL: Final = 0.25
 
@@ -49,6 +58,111 @@ def ensure_supervisor(root: Path, group: str) -> int:
         run / f"{group}.log",
         dict(os.environ),
     )
+
+
+def _write_atomic(path: Path, document: object) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(document))
+    os.replace(temporary, path)
+
+
+def publish(
+    root: Path, group: str, bindings: list[PortBinding], timeout: float = 10.0
+) -> list[PublishedPort]:
+    """Have the group's supervisor (started if need be) serve exactly `bindings`; the ports
+    published, in order. Raises EngineError with the proxy's reasons when one cannot be."""
+    from dataclasses import asdict
+
+    from engine.network.ports import PortBinding, PublishedPort
+
+    run = _run_dir(root)
+    generation = time.time_ns()
+    _write_atomic(
+        run / f"{group}.ports.json",
+        {"generation": generation, "bindings": [asdict(b) for b in bindings]},
+    )
+    pid = ensure_supervisor(root, group)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = json.loads((run / f"{group}.ports.state.json").read_text())
+        except (FileNotFoundError, ValueError):
+            state = {}
+        if state.get("generation") == generation:
+            if state["errors"]:
+                raise EngineError("; ".join(state["errors"]))
+            published = []
+            for entry in state["published"]:
+                binding = PortBinding(**entry["binding"])
+                published.append(PublishedPort(binding=binding, host_port=entry["host_port"],
+                                               host_ips=tuple(entry["host_ips"])))  # fmt: skip
+            return published
+        time.sleep(0.01)
+    raise EngineError(f"the supervisor of {group} did not publish its ports within {timeout} s")
+
+
+class _Ports:
+    """The supervisor's side of `publish`: the proxy, kept equal to the ports file."""
+
+    def __init__(self, run: Path, group: str) -> None:
+        self.wanted = run / f"{group}.ports.json"
+        self.state = run / f"{group}.ports.state.json"
+        self._proxy: ProxyThread | None = None
+        self._served: dict[Any, PublishedPort] = {}  # binding without target → published
+        self._seen = -1
+
+    def sync(self) -> None:
+        from engine.network.ports import PortBinding, ProxyThread
+
+        try:
+            document = json.loads(self.wanted.read_text())
+        except (FileNotFoundError, ValueError):
+            return
+        if document["generation"] == self._seen:
+            return
+        self._seen = document["generation"]
+        wanted = [PortBinding(**entry) for entry in document["bindings"]]
+        errors = []
+        keys = {self._key(b): b for b in wanted}
+        for key in [k for k in self._served if k not in keys]:
+            assert self._proxy is not None
+            self._proxy.remove(self._served.pop(key))
+        if wanted and self._proxy is None:
+            self._proxy = ProxyThread()
+        for key, binding in keys.items():
+            assert self._proxy is not None
+            try:
+                current = self._served.get(key)
+                if current is None:
+                    self._served[key] = self._proxy.add(binding)
+                elif current.binding.target_ip != binding.target_ip:
+                    self._served[key] = self._proxy.retarget(current.binding, binding.target_ip)
+            except EngineError as exc:
+                errors.append(str(exc))
+        from dataclasses import asdict
+
+        published = [
+            {"binding": asdict(p.binding), "host_port": p.host_port, "host_ips": list(p.host_ips)}
+            for key in keys if (p := self._served.get(key)) is not None
+        ]  # fmt: skip
+        _write_atomic(
+            self.state, {"generation": self._seen, "published": published, "errors": errors}
+        )
+
+    @staticmethod
+    def _key(binding: PortBinding) -> tuple[object, ...]:
+        return (binding.service, binding.host_ip, binding.host_port, binding.host_port_end,
+                binding.container_port, binding.protocol)  # fmt: skip
+
+    @property
+    def serving(self) -> bool:
+        return bool(self._served)
+
+    def close(self) -> None:
+        if self._proxy is not None:
+            self._proxy.close()
 
 
 class Supervisor:
@@ -118,19 +232,31 @@ class Supervisor:
 
         if claim(_run_dir(self.root) / f"{self.group}.lock") is None:
             return  # another supervisor has the group
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGHUP, lambda *_: None)  # a wake-up: the ports file changed
+        ports = _Ports(_run_dir(self.root), self.group)
         quiet_since = time.monotonic()
-        while True:
-            self._adopt()
-            ready, _, _ = select.select(list(self._watched), [], [], _PUMP_INTERVAL)
-            for fd in ready:
-                self._ended(fd)
-            for container_id in list(self._watched.values()):
-                with contextlib.suppress(OSError):
-                    self._pump(container_id)
-            if self._watched:
-                quiet_since = time.monotonic()
-            elif time.monotonic() - quiet_since > self.idle:
-                return
+        try:
+            while True:
+                ports.sync()
+                self._adopt()
+                ready, _, _ = select.select([*self._watched, wake_r], [], [], _PUMP_INTERVAL)
+                for fd in ready:
+                    if fd == wake_r:
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(wake_r, 512)
+                    else:
+                        self._ended(fd)
+                for container_id in list(self._watched.values()):
+                    with contextlib.suppress(OSError):
+                        self._pump(container_id)
+                if self._watched or ports.serving:
+                    quiet_since = time.monotonic()
+                elif time.monotonic() - quiet_since > self.idle:
+                    return
+        finally:
+            ports.close()
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from composer.cli.context import Context
 from composer.cli.exec_cmd import exec_
 from composer.cli.image_cmd import image
 from composer.cli.pull_cmd import pull
+from composer.cli.stack_cmd import down, port, ps, up
 from composer.errors import ComposerError, StackError, UsageError
 from engine.errors import EngineError
 
@@ -72,6 +73,10 @@ cli.add_command(config)
 cli.add_command(exec_)
 cli.add_command(image)
 cli.add_command(pull)
+cli.add_command(up)
+cli.add_command(down)
+cli.add_command(ps)
+cli.add_command(port)
 
 
 def main(argv: list[str] | None = None) -> int:
