@@ -1,0 +1,124 @@
+"""Whole stacks brought up for real (root, real kernel): each test gets its own state root
+with a busybox image, unique project names, and everything it made removed afterwards —
+containers, bridges, veths, the zygote and supervisors it started — whatever happened."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import pytest
+
+from composer.config.loader import LoadOptions, Stack, load_stack
+from composer.converge import Planned, down, up
+from composer.images import ensure_images
+from composer.settings import Settings
+from engine.cgroups import detect
+from engine.container.runtime import Runtime
+from engine.daemon import running_pid
+from engine.images.archive import ConfigChanges, import_rootfs
+from engine.images.reference import parse_reference
+from engine.images.store import ImageStore
+from tests.images.conftest import busybox_dir, busybox_tar  # noqa: F401 - shared fixtures
+
+
+@dataclass
+class Stacks:
+    """Bring stacks up and down in the test's own state root."""
+
+    root: Path
+    directory: Path
+    projects: list[str] = field(default_factory=list)
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(self.root)
+
+    def name(self) -> str:
+        project = f"t{secrets.token_hex(4)}"
+        self.projects.append(project)
+        return project
+
+    def load(self, text: str, project: str | None = None) -> Stack:
+        project = project or self.name()
+        path = self.directory / project / "compose.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"name: {project}\n" + textwrap.dedent(text).lstrip("\n"))
+        return load_stack(LoadOptions(files=(path,), working_directory=path.parent))
+
+    def up(self, stack: Stack) -> list[Planned]:
+        if stack.project.name not in self.projects:
+            self.projects.append(stack.project.name)
+        images = anyio.run(ensure_images, self.settings, stack)
+        return up(stack, self.settings, images)
+
+    def down(self, project: str) -> list[str]:
+        return down(project, self.settings, timeout=0)
+
+    @property
+    def runtime(self) -> Runtime:
+        return Runtime(self.root, detect())
+
+    def run(self, container: str, script: str, timeout: float = 20) -> tuple[int, str]:
+        """Run `sh -c script` in a running container; its exit code and output."""
+        out = self.directory / f"exec-{secrets.token_hex(3)}"
+        with open(out, "w") as f:
+            code = self.runtime.exec(container, ("sh", "-c", script), stdout=f.fileno(),
+                                     stderr=subprocess.STDOUT)  # fmt: skip
+        return code, out.read_text()
+
+
+def _links() -> set[str]:
+    from engine.network.rtnl import host_iproute
+
+    with host_iproute() as ipr:
+        return {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+
+
+@pytest.fixture
+def stacks(tmp_path: Path, busybox_tar: Path) -> Iterator[Stacks]:  # noqa: F811
+    root = tmp_path / "state"
+    store = ImageStore(root / "images")
+    import_rootfs(store, busybox_tar, parse_reference("busybox:test"), ConfigChanges())
+    made = Stacks(root, tmp_path / "stacks")
+    links_before = _links()
+    yield made
+    failures = []
+    for project in made.projects:
+        try:
+            made.down(project)
+        except Exception as exc:  # go on: everything else must still be cleaned
+            failures.append(f"down {project}: {exc}")
+    runtime = made.runtime
+    for container_id in runtime.ids():
+        with contextlib.suppress(Exception):
+            runtime.remove(container_id, force=True)
+    for lock in (root / "run").glob("*.lock"):
+        pid = running_pid(lock)
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    from engine.network.bridge import remove_bridge
+    from engine.network.veth import detach
+
+    for name in _links() - links_before:  # whatever a failed down left
+        with contextlib.suppress(Exception):
+            (remove_bridge if name.startswith("cb-") else detach)(name)
+    for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
+        point = line.split()[4]
+        if point.startswith(str(root)):
+            subprocess.run(["umount", "-l", point], check=False)
+    time.sleep(0)
+    assert not failures, failures
+
+
+Load = Callable[[str], Stack]
