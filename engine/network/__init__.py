@@ -1,0 +1,62 @@
+"""Networking of containers: a bridge per stack network, a veth pair per container and
+network, addresses chosen without overlapping the host's, and the /etc/hosts and
+/etc/resolv.conf of containers. pyroute2 is imported only by the calls that talk to the
+kernel."""
+
+from engine.network.bridge import (
+    BridgeSpec,
+    bridge_exists,
+    bridge_name,
+    enable_ip_forwarding,
+    ensure_bridge,
+    remove_bridge,
+)
+from engine.network.errors import NetworkError
+from engine.network.hosts import (
+    FALLBACK_NAMESERVERS,
+    HostsEntry,
+    render_hosts,
+    render_resolv_conf,
+    write_in_place,
+)
+from engine.network.ipam import allocate_address, allocate_subnet, gateway_of, host_networks
+from engine.network.netns import netns_iproute, netns_socket, open_netns, run_in_netns
+from engine.network.veth import (
+    Attachment,
+    attach,
+    attached_to,
+    detach,
+    link_exists,
+    loopback_up,
+    veth_name,
+)
+
+__all__ = [
+    "FALLBACK_NAMESERVERS",
+    "Attachment",
+    "BridgeSpec",
+    "HostsEntry",
+    "NetworkError",
+    "allocate_address",
+    "allocate_subnet",
+    "attach",
+    "attached_to",
+    "bridge_exists",
+    "bridge_name",
+    "detach",
+    "enable_ip_forwarding",
+    "ensure_bridge",
+    "gateway_of",
+    "host_networks",
+    "link_exists",
+    "loopback_up",
+    "netns_iproute",
+    "netns_socket",
+    "open_netns",
+    "remove_bridge",
+    "render_hosts",
+    "render_resolv_conf",
+    "run_in_netns",
+    "veth_name",
+    "write_in_place",
+]

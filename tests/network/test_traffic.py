@@ -1,0 +1,109 @@
+"""Packets between namespaces the test made, over its own bridges: what must pass does, and
+two stacks' networks stay apart (root; no packet leaves the test's bridges)."""
+
+from __future__ import annotations
+
+import socket
+from ipaddress import IPv4Address, IPv6Address
+from pathlib import Path
+
+import pytest
+
+from engine.network import attach
+from tests.network.conftest import Scratch
+from tests.network.netnstools import Netns
+
+pytestmark = pytest.mark.kernel
+
+Address = IPv4Address | IPv6Address
+
+
+def _family(address: Address) -> int:
+    return socket.AF_INET if address.version == 4 else socket.AF_INET6
+
+
+def udp_round_trip(server_ns: Netns, server: Address, client_ns: Netns) -> tuple[bytes, str]:
+    """A datagram from `client_ns` to `server` and the answer back: (answer, client's address
+    as the server saw it)."""
+    family = _family(server)
+    with server_ns.socket(family, socket.SOCK_DGRAM) as srv, client_ns.socket(family, socket.SOCK_DGRAM) as cli:
+        srv.bind((str(server), 0))
+        cli.sendto(b"ping", srv.getsockname()[:2])
+        data, source = srv.recvfrom(64)
+        assert data == b"ping"
+        srv.sendto(b"pong", source)
+        return cli.recv(64), source[0]
+
+
+def tcp_round_trip(server_ns: Netns, server: Address, client_ns: Netns) -> tuple[bytes, str]:
+    family = _family(server)
+    with server_ns.socket(family, socket.SOCK_STREAM) as listener, client_ns.socket(family, socket.SOCK_STREAM) as cli:
+        listener.bind((str(server), 0))
+        listener.listen(1)
+        cli.connect(listener.getsockname()[:2])
+        connection, peer = listener.accept()
+        with connection:
+            cli.sendall(b"hello")
+            assert connection.recv(64) == b"hello"
+            connection.sendall(b"hello back")
+            return cli.recv(64), peer[0]
+
+
+def test_two_namespaces_on_one_bridge_exchange_udp_and_tcp(scratch: Scratch) -> None:
+    spec = scratch.bridge()
+    a_ns, b_ns = scratch.netns(), scratch.netns()
+    a, b = scratch.attachment(spec), scratch.attachment(spec)
+    attach(a_ns.fd, a)
+    attach(b_ns.fd, b)
+    assert udp_round_trip(a_ns, a.address.ip, b_ns) == (b"pong", str(b.address.ip))
+    assert tcp_round_trip(b_ns, b.address.ip, a_ns) == (b"hello back", str(a.address.ip))
+
+
+def test_ipv6_works_as_soon_as_attach_returns(scratch: Scratch) -> None:
+    spec = scratch.bridge(ipv6=True)
+    a_ns, b_ns = scratch.netns(), scratch.netns()
+    a, b = scratch.attachment(spec), scratch.attachment(spec)
+    attach(a_ns.fd, a)
+    attach(b_ns.fd, b)
+    assert a.address6 is not None and b.address6 is not None
+    assert udp_round_trip(a_ns, a.address6.ip, b_ns) == (b"pong", str(b.address6.ip))
+    assert tcp_round_trip(b_ns, b.address6.ip, a_ns) == (b"hello back", str(a.address6.ip))
+
+
+def test_a_namespace_on_two_bridges_reaches_the_namespaces_of_both(scratch: Scratch) -> None:
+    front, back = scratch.bridge(), scratch.bridge()
+    web_ns, proxy_ns, db_ns = scratch.netns(), scratch.netns(), scratch.netns()
+    attach(proxy_ns.fd, proxy := scratch.attachment(front))
+    attach(db_ns.fd, db := scratch.attachment(back))
+    on_front = scratch.attachment(front, index=0)
+    attach(web_ns.fd, on_front)
+    on_back = scratch.attachment(back, index=1, gateway=False)
+    attach(web_ns.fd, on_back)
+    assert udp_round_trip(proxy_ns, proxy.address.ip, web_ns) == (b"pong", str(on_front.address.ip))
+    assert udp_round_trip(db_ns, db.address.ip, web_ns) == (b"pong", str(on_back.address.ip))
+    assert tcp_round_trip(db_ns, db.address.ip, web_ns)[0] == b"hello back"
+    assert tcp_round_trip(web_ns, on_front.address.ip, proxy_ns)[0] == b"hello back"
+
+
+def test_the_networks_of_two_stacks_cannot_reach_each_other(scratch: Scratch) -> None:
+    if Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() != "0":
+        pytest.skip("the host forwards IPv4 (someone set ip_forward): the bridges are not apart")
+    first, second = scratch.bridge(), scratch.bridge()
+    a_ns, b_ns, neighbour_ns = scratch.netns(), scratch.netns(), scratch.netns()
+    attach(a_ns.fd, a := scratch.attachment(first))
+    attach(b_ns.fd, b := scratch.attachment(second))
+    attach(neighbour_ns.fd, neighbour := scratch.attachment(second))
+    assert udp_round_trip(b_ns, b.address.ip, neighbour_ns) == (b"pong", str(neighbour.address.ip))
+    assert a.gateway is not None  # a has a default route: the host drops what it sends on
+    with b_ns.socket(socket.AF_INET, socket.SOCK_STREAM) as listener, a_ns.socket(socket.AF_INET, socket.SOCK_STREAM) as cli:
+        listener.bind((str(b.address.ip), 0))
+        listener.listen(1)
+        cli.settimeout(0.5)
+        with pytest.raises(OSError):  # a timeout, or unreachable
+            cli.connect(listener.getsockname())
+    with b_ns.socket(socket.AF_INET, socket.SOCK_DGRAM) as srv, a_ns.socket(socket.AF_INET, socket.SOCK_DGRAM) as cli:
+        srv.bind((str(b.address.ip), 0))
+        srv.settimeout(0.5)
+        cli.sendto(b"ping", srv.getsockname())
+        with pytest.raises(TimeoutError):
+            srv.recvfrom(64)
