@@ -31,4 +31,20 @@ if [ "${1:-}" != "--no-example" ]; then
     echo "Its image, busybox:local, made from Debian's busybox-static:"
     PATH="$PWD/.venv/bin:$PATH" examples/busybox-image.sh >/dev/null
     .venv/bin/composer image ls
+    echo "The stack, up (stop it with: composer down examples/web/compose.yaml):"
+    if .venv/bin/composer up examples/web/compose.yaml; then
+        .venv/bin/composer ps examples/web/compose.yaml
+        echo "Its page, through the published port 127.0.0.1:8080:"
+        .venv/bin/python - <<'PY'
+import time, urllib.request
+for attempt in range(50):
+    try:
+        print(urllib.request.urlopen("http://127.0.0.1:8080/", timeout=2).read().decode(), end="")
+        break
+    except OSError:
+        time.sleep(0.1)
+PY
+    else
+        echo "the example stack did not come up: see the error above" >&2
+    fi
 fi
