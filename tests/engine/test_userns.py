@@ -4,6 +4,7 @@ namespaces belong to that user namespace (real kernel, root)."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,12 @@ def test_the_containers_root_is_an_unprivileged_uid_of_the_host(runtime: Runtime
     config = mapped(make, "id -u; cat /proc/self/uid_map; sleep 30")
     runtime.create(config)
     started = runtime.start(config.id)
+    out = started.directory / "stdout"
     try:
+        for _ in range(500):  # its output first: then it only sleeps
+            if len(out.read_text().split()) == 4:
+                break
+            time.sleep(0.01)
         status = Path(f"/proc/{started.state.pid}/status").read_text()
         uids = next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1:]
         assert uids == [str(HOST_ROOT)] * 4
@@ -35,7 +41,7 @@ def test_the_containers_root_is_an_unprivileged_uid_of_the_host(runtime: Runtime
     finally:
         runtime.kill(config.id)
         runtime.wait(config.id, 10)
-    assert (started.directory / "stdout").read_text().split() == ["0", "0", str(HOST_ROOT), "65536"]
+    assert out.read_text().split() == ["0", "0", str(HOST_ROOT), "65536"]
 
 
 def test_the_image_belongs_to_the_containers_root_and_its_writes_are_stored_as_the_hosts_mapped_ids(runtime: Runtime, make: Make) -> None:
