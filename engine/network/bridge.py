@@ -34,6 +34,7 @@ from engine.network.rtnl import (
     kind_of,
     link_by_name,
     netlink_call,
+    remove_link,
     set_addresses,
 )
 
@@ -133,17 +134,7 @@ def ensure_bridge(spec: BridgeSpec, proc_sys: Path = PROC_SYS) -> None:
 
 def remove_bridge(name: str) -> None:
     """Remove bridge `name` (its ports stay, detached); nothing to do when it is gone."""
-    with host_iproute() as ipr:
-        link = link_by_name(ipr, name)
-        if link is None:
-            return
-        if kind_of(link) != "bridge":
-            raise NetworkError(f"{name} is not a bridge ({kind_of(link)}): not removing it")
-        try:
-            netlink_call(f"remove bridge {name}", ipr.link, "del", index=link["index"])
-        except NetworkError:
-            if link_by_name(ipr, name) is not None:  # else: removed meanwhile by another
-                raise
+    remove_link(name, "bridge", f"bridge {name}")
 
 
 def bridge_exists(name: str) -> bool:

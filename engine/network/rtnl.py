@@ -33,6 +33,7 @@ __all__ = [
     "link_by_name",
     "link_index",
     "netlink_call",
+    "remove_link",
     "set_addresses",
     "set_default_route",
 ]
@@ -100,6 +101,22 @@ def kind_of(link: Any) -> str | None:
     """The kind of a link message: 'bridge', 'veth', … (None for a physical device)."""
     kind = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
     return str(kind) if kind is not None else None
+
+
+def remove_link(name: str, kind: str, what: str) -> None:
+    """Remove the host's link `name`, which must be of `kind` (else NetworkError: it is not
+    ours to remove); nothing to do when it is gone, also when it went while we acted."""
+    with host_iproute() as ipr:
+        link = link_by_name(ipr, name)
+        if link is None:
+            return
+        if kind_of(link) != kind:
+            raise NetworkError(f"{name} is not a {kind} ({kind_of(link)}): not removing it")
+        try:
+            netlink_call(f"remove {what}", ipr.link, "del", index=link["index"])
+        except NetworkError:
+            if link_by_name(ipr, name) is not None:
+                raise
 
 
 def set_addresses(

@@ -27,6 +27,7 @@ from engine.network.rtnl import (
     link_by_name,
     link_index,
     netlink_call,
+    remove_link,
     set_addresses,
     set_default_route,
 )
@@ -217,17 +218,7 @@ def _fix_container_end(inside: IPRoute, link: Any, a: Attachment) -> None:
 def detach(host_ifname: str) -> None:
     """Remove the veth pair whose host end is `host_ifname` (both ends go); nothing to do when
     it is gone."""
-    with host_iproute() as host:
-        link = link_by_name(host, host_ifname)
-        if link is None:
-            return
-        if kind_of(link) != "veth":
-            raise NetworkError(f"{host_ifname} is not a veth ({kind_of(link)}): not removing it")
-        try:
-            netlink_call(f"remove {host_ifname}", host.link, "del", index=link["index"])
-        except NetworkError:
-            if link_by_name(host, host_ifname) is not None:  # else: gone meanwhile
-                raise
+    remove_link(host_ifname, "veth", host_ifname)
 
 
 def loopback_up(netns_fd: int) -> None:
