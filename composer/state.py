@@ -5,7 +5,6 @@ state root. The kernel is the truth; this is the record of intent, changed in tr
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 import sqlite3
 import threading
@@ -13,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+
+from engine.clock import utc_now
 
 __all__ = ["AddressRecord", "ContainerRecord", "NetworkRecord", "PortRecord", "StateStore"]
 
@@ -89,10 +90,6 @@ class PortRecord:
     container_port: int
     protocol: str
     target_ip: str
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
 
 
 class StateStore:
@@ -206,7 +203,7 @@ class StateStore:
             db.execute(
                 "INSERT OR REPLACE INTO containers VALUES (?,?,?,?,?,?)",
                 (record.id, record.project, record.service, record.number, record.config_hash,
-                 record.created or _now()),
+                 record.created or utc_now()),
             )  # fmt: skip
 
     def delete_container(self, container: str) -> None:
@@ -240,7 +237,7 @@ class StateStore:
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO events (time, project, kind, subject, detail) VALUES (?,?,?,?,?)",
-                (_now(), project, kind, subject, json.dumps(detail)),
+                (utc_now(), project, kind, subject, json.dumps(detail)),
             )
 
     def events(self, project: str) -> list[tuple[str, str, str, dict[str, object]]]:

@@ -16,7 +16,6 @@ answers in `run/GROUP.ports.state.json` with the ports it got, or why it could n
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 import os
 import select
@@ -26,8 +25,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from engine.clock import utc_now
 from engine.daemon import claim, running_pid, start_daemon
 from engine.errors import EngineError
+from engine.files import write_atomic
 
 if TYPE_CHECKING:
     from engine.network.ports import PortBinding, ProxyThread, PublishedPort
@@ -60,12 +61,6 @@ def ensure_supervisor(root: Path, group: str) -> int:
     )
 
 
-def _write_atomic(path: Path, document: object) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(document))
-    os.replace(temporary, path)
-
-
 def publish(
     root: Path, group: str, bindings: list[PortBinding], timeout: float = 10.0
 ) -> list[PublishedPort]:
@@ -77,10 +72,8 @@ def publish(
 
     run = _run_dir(root)
     generation = time.time_ns()
-    _write_atomic(
-        run / f"{group}.ports.json",
-        {"generation": generation, "bindings": [asdict(b) for b in bindings]},
-    )
+    wanted = {"generation": generation, "bindings": [asdict(b) for b in bindings]}
+    write_atomic(run / f"{group}.ports.json", json.dumps(wanted).encode())
     pid = ensure_supervisor(root, group)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGHUP)
@@ -147,9 +140,8 @@ class _Ports:
             {"binding": asdict(p.binding), "host_port": p.host_port, "host_ips": list(p.host_ips)}
             for key in keys if (p := self._served.get(key)) is not None
         ]  # fmt: skip
-        _write_atomic(
-            self.state, {"generation": self._seen, "published": published, "errors": errors}
-        )
+        answer = {"generation": self._seen, "published": published, "errors": errors}
+        write_atomic(self.state, json.dumps(answer).encode())
 
     @staticmethod
     def _key(binding: PortBinding) -> tuple[object, ...]:
@@ -181,7 +173,7 @@ class Supervisor:
         self._events = _run_dir(root) / f"{group}.events"
 
     def _event(self, kind: str, container_id: str, **details: object) -> None:
-        when = datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
+        when = utc_now()
         line = json.dumps({"time": when, "event": kind, "container": container_id, **details})
         with open(self._events, "a") as f:
             f.write(line + "\n")

@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Final
 
 from engine.cgroups.base import CgroupDriver, CgroupStats
+from engine.clock import utc_now
 from engine.container.config import ContainerConfig
 from engine.container.launch import ContainerError, launch, start_time
 from engine.container.spec import Mount, Spec
 from engine.container.users import resolve_identity
+from engine.files import write_atomic
 from engine.images.unpack import discard_tree
 from engine.linux import open_tree, pidfd_open, pidfd_send_signal
 from engine.rootfs import Rootfs
@@ -65,16 +67,6 @@ class Container:
     config: ContainerConfig
     state: State
     directory: Path
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 class Runtime:
@@ -182,7 +174,7 @@ class Runtime:
                         os.chown(mount.source, *root_ids)
                     seed_volume(str(merged), mount.target, Path(mount.source))
             self.cgroups.create(self._cgroup(config.id), config.limits)
-            _write_atomic(directory / "config.json", config.to_json())
+            write_atomic(directory / "config.json", config.to_json())
         except BaseException:
             Rootfs(directory / "rootfs").remove()
             with contextlib.suppress(Exception):
@@ -241,9 +233,9 @@ class Runtime:
                 "pid": started.pid,
                 "start_time": started.start_time,
                 "shim_pid": started.shim_pid,
-                "started_at": _now(),
+                "started_at": utc_now(),
             }
-            _write_atomic(directory / "state.json", json.dumps(record).encode())
+            write_atomic(directory / "state.json", json.dumps(record).encode())
         return self.get(container_id)
 
     def _spec(self, config: ContainerConfig, merged: str) -> Spec:

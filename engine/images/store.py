@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, Final
 
 from engine.errors import ImageError
+from engine.files import write_atomic
 from engine.images.manifest import (
     ImageConfig,
     Manifest,
@@ -83,15 +84,6 @@ def _hex(digest: str) -> str:
     if not digest.startswith("sha256:") or len(digest) != 71:
         raise ImageError(f"unsupported digest {digest!r}")
     return digest[7:]
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".tmp-{secrets.token_hex(6)}-{path.name}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _dir_size(path: Path) -> int:
@@ -218,7 +210,7 @@ class ImageStore:
             raise ImageError(f"blob content does not match its digest {digest} (got {actual})")
         path = self.blob_path(actual)
         if not path.exists():
-            _write_atomic(path, data)
+            write_atomic(path, data, durable=True)
         return actual
 
     def copy_blob(self, source: IO[bytes], digest: str | None, what: str) -> tuple[str, int]:
@@ -331,7 +323,11 @@ class ImageStore:
         return {str(k): str(v) for k, v in refs.items()}
 
     def _save_refs(self, refs: dict[str, str]) -> None:
-        _write_atomic(self.root / "refs.json", json.dumps(refs, indent=1, sort_keys=True).encode())
+        write_atomic(
+            self.root / "refs.json",
+            json.dumps(refs, indent=1, sort_keys=True).encode(),
+            durable=True,
+        )
 
     def _record(self, image_id: str) -> dict[str, Any] | None:
         try:
@@ -377,8 +373,10 @@ class ImageStore:
                 added=record.get("added", time.time()),
                 updated=time.time(),
             )
-            _write_atomic(
-                self._records / f"{_hex(image_id)}.json", json.dumps(record, indent=1).encode()
+            write_atomic(
+                self._records / f"{_hex(image_id)}.json",
+                json.dumps(record, indent=1).encode(),
+                durable=True,
             )
             refs = self._refs()
             for name in names:
