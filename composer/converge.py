@@ -11,6 +11,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -155,29 +156,24 @@ def up(
                     planned.append(Planned(service, number, name, joins))
         bindings = _bindings(stack, planned, store)
         _check_ports(settings, project.name, bindings, store)
-        by_service = {p.service: p for p in planned}
-        for generation in stack.graph.start_order():
-            items = [p for p in planned if p.service in generation]
+        by_service: dict[str, Planned] = {}
+        for item in planned:
+            by_service.setdefault(item.service, item)  # service:X joins X's first replica
 
-            async def run_generation(items: list[Planned] = items) -> None:
-                limiter = anyio.CapacityLimiter(8)
+        def converge(item: Planned) -> None:
+            _converge_container(stack, settings, images, runtime, store, item, by_service)
+
+        async def run_generations() -> None:
+            limiter = anyio.CapacityLimiter(8)
+            for generation in stack.graph.start_order():
                 async with anyio.create_task_group() as group:
-                    for item in items:
-                        group.start_soon(
-                            lambda item=item: anyio.to_thread.run_sync(  # type: ignore[misc]
-                                _converge_container,
-                                stack,
-                                settings,
-                                images,
-                                runtime,
-                                store,
-                                item,
-                                by_service,
-                                limiter=limiter,
+                    for item in planned:
+                        if item.service in generation:
+                            group.start_soon(
+                                partial(anyio.to_thread.run_sync, converge, item, limiter=limiter)
                             )
-                        )
 
-            anyio.run(run_generation)
+        anyio.run(run_generations)
         refresh_hosts(store, {p.name: _files(settings, project.name, p.name) for p in planned})
         _publish(settings, project.name, planned, bindings, store)
         return planned
