@@ -19,6 +19,7 @@ from engine.container.config import ContainerConfig
 from engine.container.spec import DEFAULT_CAPABILITIES, Mount, Rlimit
 from engine.images.store import Image, ImageStore
 from engine.linux import CAPABILITIES
+from engine.network.veth import Attachment
 from engine.userns import IdMap
 
 __all__ = ["container_config", "container_name"]
@@ -275,11 +276,13 @@ def container_config(
     files: tuple[tuple[str, str], ...] = (),
     raw: Any = None,
     joined: str | None = None,
+    networks: tuple[Attachment, ...] = (),
 ) -> ContainerConfig:
     """The container `number` of service `name`; raises StackError naming the key (with its
     file, line and column when `raw`, the stack as read, is given) for what cannot be run.
-    `joined`: for `network_mode: service:X` or `container:X`, the network namespace of that
-    container (/proc/PID/ns/net)."""
+    `joined`: for `network_mode: service:X` or `container:X`, the id of that container (its
+    network namespace is joined as it runs at each start); `networks`: the container's veth
+    per network of its own."""
     service = project.services[name]
     ctx = _Context(name, service, project, settings, raw)
     process = resolve_process(name, service, image.config)
@@ -287,8 +290,8 @@ def container_config(
     network = "host" if mode == "host" else "none"
     if mode.startswith(("service:", "container:")):
         if joined is None:
-            raise _fail(ctx, f"{mode!r}: that container is not running", "network_mode")
-        network = joined
+            raise _fail(ctx, f"{mode!r}: no such container in this stack", "network_mode")
+        network = f"container:{joined}"
     no_new_privs, seccomp = _security(ctx)
     mounts = [_mount(ctx, m) for m in service.volumes or []]
     mounts += _tmpfs_entries(ctx) + _files(ctx, "secrets") + _files(ctx, "configs")
@@ -318,6 +321,7 @@ def container_config(
         sysctls=_sysctls(ctx, own_network=network == "none"),
         limits=_limits(ctx),
         network=network,
+        networks=networks if network == "none" else (),
         ipc_host=service.ipc == "host",
         pid_host=service.pid == "host",
         uts_host=service.uts == "host",

@@ -213,7 +213,7 @@ def _converge_container(
         current = None
     if current is not None and current.state.status in ("running", "paused"):
         return
-    joined = _joined_network(service.network_mode or "", runtime, by_service)
+    joined = _joined(service.network_mode or "", by_service)
     files = _files(settings, project.name, item.name)
     write_files(files, service, service.hostname or item.name, store, item.name)
     if current is None:
@@ -222,42 +222,20 @@ def _converge_container(
         config = container_config(
             project, item.service, item.number, images[item.service], open_store(settings),
             settings, files=files.mounts(), raw=stack.raw, joined=joined,
+            networks=tuple(item.attachments),
         )  # fmt: skip
         runtime.create(config)
         store.put_container(ContainerRecord(item.name, project.name, item.service,
                                             item.number, _hash(config.to_json()), ""))  # fmt: skip
-    runtime.start(item.name, before_start=_plumber(item, service.network_mode or ""))
+    runtime.start(item.name)
 
 
-def _joined_network(mode: str, runtime: Runtime, by_service: dict[str, Planned]) -> str | None:
+def _joined(mode: str, by_service: dict[str, Planned]) -> str | None:
+    """The container whose network namespace `network_mode` joins, if it joins one."""
     kind, _, target = mode.partition(":")
     if kind not in ("service", "container"):
         return None
-    name = by_service[target].name if kind == "service" and target in by_service else target
-    state = runtime.get(name).state
-    if state.status != "running":
-        raise ComposerError(f"network_mode {mode}: container {name} is not running")
-    return f"/proc/{state.pid}/ns/net"
-
-
-def _plumber(item: Planned, mode: str) -> Callable[[int], None] | None:
-    """What runs once the container's namespaces exist, before its process starts."""
-    if mode and mode != "none":
-        return None  # host, or another container's network: nothing of its own to plumb
-
-    def plumb(pid: int) -> None:
-        from engine.network.netns import open_netns
-        from engine.network.veth import attach, loopback_up
-
-        fd = open_netns(pid)
-        try:
-            loopback_up(fd)
-            for attachment in item.attachments:
-                attach(fd, attachment)
-        finally:
-            os.close(fd)
-
-    return plumb
+    return by_service[target].name if kind == "service" and target in by_service else target
 
 
 def _publish(

@@ -23,7 +23,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from engine.clock import utc_now
 from engine.daemon import claim, running_pid, start_daemon
@@ -33,7 +33,7 @@ from engine.files import write_atomic
 if TYPE_CHECKING:
     from engine.network.ports import PortBinding, ProxyThread, PublishedPort
 
-__all__ = ["Supervisor", "ensure_supervisor", "publish", "supervisor_pid"]
+__all__ = ["Supervisor", "Watcher", "ensure_supervisor", "publish", "supervisor_pid"]
 
 _PUMP_INTERVAL: Final = 0.25
 
@@ -49,12 +49,13 @@ def supervisor_pid(root: Path, group: str) -> int | None:
     return running_pid(_run_dir(root) / f"{group}.lock")
 
 
-def ensure_supervisor(root: Path, group: str) -> int:
+def ensure_supervisor(root: Path, group: str, module: str = "engine.supervisor") -> int:
     """Start the group's supervisor unless it runs; its pid. It runs in its own session and
-    outlives the caller."""
+    outlives the caller. `module`: the program (`python -m MODULE ROOT GROUP`), this one or
+    one that runs a Supervisor with watchers of its own."""
     run = _run_dir(root)
     return start_daemon(
-        [sys.executable, "-m", "engine.supervisor", str(root), group],
+        [sys.executable, "-m", module, str(root), group],
         run / f"{group}.lock",
         run / f"{group}.log",
         dict(os.environ),
@@ -62,10 +63,15 @@ def ensure_supervisor(root: Path, group: str) -> int:
 
 
 def publish(
-    root: Path, group: str, bindings: list[PortBinding], timeout: float = 10.0
+    root: Path,
+    group: str,
+    bindings: list[PortBinding],
+    timeout: float = 10.0,
+    module: str = "engine.supervisor",
 ) -> list[PublishedPort]:
-    """Have the group's supervisor (started if need be) serve exactly `bindings`; the ports
-    published, in order. Raises EngineError with the proxy's reasons when one cannot be."""
+    """Have the group's supervisor (started if need be, from `module`) serve exactly
+    `bindings`; the ports published, in order. Raises EngineError with the proxy's reasons
+    when one cannot be."""
     from dataclasses import asdict
 
     from engine.network.ports import PortBinding, PublishedPort
@@ -74,7 +80,7 @@ def publish(
     generation = time.time_ns()
     wanted = {"generation": generation, "bindings": [asdict(b) for b in bindings]}
     write_atomic(run / f"{group}.ports.json", json.dumps(wanted).encode())
-    pid = ensure_supervisor(root, group)
+    pid = ensure_supervisor(root, group, module)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGHUP)
     deadline = time.monotonic() + timeout
@@ -157,10 +163,34 @@ class _Ports:
             self._proxy.close()
 
 
+class Watcher(Protocol):
+    """More work for a supervisor's loop (a reconciler of the group, for example): descriptors
+    to wait on with the containers' pidfds, and a turn after each wake-up."""
+
+    def fds(self) -> list[int]:
+        """Descriptors whose readability wakes the loop."""
+        ...
+
+    def ready(self, fd: int) -> None:
+        """`fd`, one of fds(), is readable."""
+        ...
+
+    def turn(self, ended: list[str]) -> None:
+        """After each wake-up (or every few hundred ms): `ended`, containers whose process
+        ended since the last turn."""
+        ...
+
+    def busy(self) -> bool:
+        """Whether the supervisor must stay, even with nothing running."""
+        ...
+
+
 class Supervisor:
     """Watches the containers of `group` under `root`."""
 
-    def __init__(self, root: Path, group: str, idle: float = 30.0) -> None:
+    def __init__(
+        self, root: Path, group: str, idle: float = 30.0, watchers: tuple[Watcher, ...] = ()
+    ) -> None:
         from engine.cgroups import detect
         from engine.container.runtime import Runtime
 
@@ -171,6 +201,7 @@ class Supervisor:
         self._watched: dict[int, str] = {}  # pidfd → container id
         self._limits: dict[str, tuple[int, int]] = {}  # container id → log size, files kept
         self._events = _run_dir(root) / f"{group}.events"
+        self.watchers = watchers
 
     def _event(self, kind: str, container_id: str, **details: object) -> None:
         when = utc_now()
@@ -206,7 +237,7 @@ class Supervisor:
         size, keep = self._limits[container_id]
         pump(self.runtime.containers / container_id, max_size=size, keep=keep, final=final)
 
-    def _ended(self, fd: int) -> None:
+    def _ended(self, fd: int) -> str:
         container_id = self._watched.pop(fd)
         os.close(fd)
         state = self.runtime.wait(container_id, 5)
@@ -219,6 +250,7 @@ class Supervisor:
             signal=state.signal,
             oom_killed=state.oom_killed,
         )
+        return container_id
 
     def run(self) -> None:
 
@@ -233,17 +265,25 @@ class Supervisor:
             while True:
                 ports.sync()
                 self._adopt()
-                ready, _, _ = select.select([*self._watched, wake_r], [], [], _PUMP_INTERVAL)
+                extra = {fd: w for w in self.watchers for fd in w.fds()}
+                ready, _, _ = select.select(
+                    [*self._watched, *extra, wake_r], [], [], _PUMP_INTERVAL
+                )
+                ended = []
                 for fd in ready:
                     if fd == wake_r:
                         with contextlib.suppress(BlockingIOError):
                             os.read(wake_r, 512)
+                    elif fd in extra:
+                        extra[fd].ready(fd)
                     else:
-                        self._ended(fd)
+                        ended.append(self._ended(fd))
+                for watcher in self.watchers:
+                    watcher.turn(ended)
                 for container_id in list(self._watched.values()):
                     with contextlib.suppress(OSError):
                         self._pump(container_id)
-                if self._watched or ports.serving:
+                if self._watched or ports.serving or any(w.busy() for w in self.watchers):
                     quiet_since = time.monotonic()
                 elif time.monotonic() - quiet_since > self.idle:
                     return

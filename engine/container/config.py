@@ -9,6 +9,7 @@ from typing import Any
 
 from engine.cgroups.base import CgroupLimits
 from engine.container.spec import DEFAULT_CAPABILITIES, Mount, Rlimit
+from engine.network.veth import Attachment
 from engine.userns import IdMap
 
 __all__ = ["ContainerConfig"]
@@ -17,8 +18,10 @@ __all__ = ["ContainerConfig"]
 @dataclass(frozen=True)
 class ContainerConfig:
     """A container to create. `layers`: the image's layer directories, lowest first.
-    `network`: "none" (own namespace, loopback only), "host", or a path to a network
-    namespace to join (/proc/PID/ns/net). `files`: generated files, container path → host path."""
+    `network`: "none" (own namespace: loopback, plus a veth per entry of `networks`), "host",
+    "container:ID" (join the network namespace of container ID as it runs at each start), or
+    a path to a network namespace to join. `files`: generated files, container path → host
+    path."""
 
     id: str
     image_id: str
@@ -42,6 +45,7 @@ class ContainerConfig:
     sysctls: tuple[tuple[str, str], ...] = ()
     limits: CgroupLimits = field(default_factory=CgroupLimits)
     network: str = "none"
+    networks: tuple[Attachment, ...] = ()  # plumbed at every start, before the process runs
     ipc_host: bool = False
     pid_host: bool = False
     uts_host: bool = False
@@ -67,7 +71,7 @@ class ContainerConfig:
         return (self.uid_map, self.gid_map) if self.uid_map else None
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), indent=1).encode()
+        return json.dumps(asdict(self), indent=1, default=str).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> ContainerConfig:
@@ -79,6 +83,19 @@ class ContainerConfig:
             doc[key] = tuple(tuple(pair) for pair in doc[key])
         for key in ("layers", "argv", "env", "group_add", "capabilities"):
             doc[key] = tuple(doc[key])
+        doc["networks"] = tuple(_attachment(a) for a in doc.get("networks", ()))
         for key in ("uid_map", "gid_map"):
             doc[key] = tuple(tuple(entry) for entry in doc.get(key, ()))
         return cls(**doc)
+
+
+def _attachment(doc: dict[str, Any]) -> Attachment:
+    from ipaddress import ip_address, ip_interface
+
+    for key in ("address", "address6"):
+        if doc.get(key) is not None:
+            doc[key] = ip_interface(doc[key])
+    for key in ("gateway", "gateway6"):
+        if doc.get(key) is not None:
+            doc[key] = ip_address(doc[key])
+    return Attachment(**doc)

@@ -199,7 +199,8 @@ class Runtime:
                 files={target: Path(source) for target, source in config.files},
                 id_maps=config.id_maps,
             )
-            spec, handles = self._opened_sources(self._spec(config, str(merged)))
+            joined = self._joined_network(config)
+            spec, handles = self._opened_sources(self._spec(config, str(merged), joined))
             (directory / "exit").unlink(missing_ok=True)
             (directory / "state.json").unlink(missing_ok=True)
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
@@ -218,7 +219,7 @@ class Runtime:
                     stdin=stdio.stdin,
                     stdout=stdio.stdout if config.tty else out,
                     stderr=stdio.stdout if config.tty else err,
-                    before_start=before_start,
+                    before_start=_plumbing(config, before_start),
                     pass_fds=handles,
                     terminal=stdio.master,
                     hold=stdio.hold,
@@ -238,7 +239,22 @@ class Runtime:
             write_atomic(directory / "state.json", json.dumps(record).encode())
         return self.get(container_id)
 
-    def _spec(self, config: ContainerConfig, merged: str) -> Spec:
+    def _joined_network(self, config: ContainerConfig) -> str:
+        """The network namespace the container joins, if any: a path, or that of the
+        container named by "container:ID" as it runs now."""
+        if config.network.startswith("/"):
+            return config.network
+        if not config.network.startswith("container:"):
+            return ""
+        target = config.network.partition(":")[2]
+        state = self.get(target).state
+        if state.status not in ("running", "paused"):
+            raise ContainerError(
+                f"{config.id} joins the network of {target}, which is not running"
+            )
+        return f"/proc/{state.pid}/ns/net"
+
+    def _spec(self, config: ContainerConfig, merged: str, joined: str = "") -> Spec:
         identity = resolve_identity(merged, config.user, config.group_add)
         env = list(config.env)
         names = {item.split("=", 1)[0] for item in env}
@@ -282,7 +298,7 @@ class Runtime:
             hostname=config.hostname,
             domainname=config.domainname,
             namespaces=tuple(namespaces),
-            join_net=config.network if config.network.startswith("/") else "",
+            join_net=joined,
             mounts=mounts,
             capabilities=config.capabilities,
             no_new_privileges=config.no_new_privileges,
@@ -566,6 +582,31 @@ class _Stdio:
         for fd in {self.master, self.hold, self.stdin if self.stdin is not None else -1}:
             if fd >= 0:
                 os.close(fd)
+
+
+def _plumbing(
+    config: ContainerConfig, before_start: Callable[[int], None] | None
+) -> Callable[[int], None] | None:
+    """What runs once the container's namespaces exist, before its process starts: a network
+    namespace of its own gets loopback up and a veth per network; then the caller's step."""
+    if config.network != "none":
+        return before_start
+
+    def plumb(pid: int) -> None:
+        from engine.network.netns import open_netns
+        from engine.network.veth import attach, loopback_up
+
+        fd = open_netns(pid)
+        try:
+            loopback_up(fd)
+            for attachment in config.networks:
+                attach(fd, attachment)
+        finally:
+            os.close(fd)
+        if before_start is not None:
+            before_start(pid)
+
+    return plumb
 
 
 def _tini() -> str:
