@@ -15,9 +15,19 @@ from typing import Any, Final
 
 from engine.clock import utc_now
 
-__all__ = ["AddressRecord", "ContainerRecord", "NetworkRecord", "PortRecord", "StateStore"]
+__all__ = [
+    "AddressRecord",
+    "ContainerRecord",
+    "NetworkRecord",
+    "PortRecord",
+    "StackRecord",
+    "StateStore",
+]
 
 _SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS stacks (
+    project TEXT PRIMARY KEY, files TEXT NOT NULL, directory TEXT NOT NULL,
+    updated TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS networks (
     project TEXT NOT NULL, key TEXT NOT NULL, name TEXT NOT NULL UNIQUE,
     bridge TEXT NOT NULL UNIQUE, subnet TEXT NOT NULL, gateway TEXT NOT NULL,
@@ -38,6 +48,17 @@ CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL, project TEXT NOT NULL,
     kind TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT NOT NULL);
 """
+
+
+@dataclass(frozen=True)
+class StackRecord:
+    """A stack brought up on this host: its project name, the stack files it was read from
+    and its project directory, when it was last applied."""
+
+    project: str
+    files: tuple[str, ...]
+    directory: str
+    updated: str = ""
 
 
 @dataclass(frozen=True)
@@ -134,6 +155,25 @@ class StateStore:
     def _rows(self, query: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._db.execute(query, args).fetchall()
+
+    # -- stacks ------------------------------------------------------------------------------
+
+    def stacks(self) -> list[StackRecord]:
+        rows = self._rows("SELECT * FROM stacks ORDER BY project")
+        return [StackRecord(p, tuple(json.loads(f)), d, u) for p, f, d, u in rows]
+
+    def stack(self, project: str) -> StackRecord | None:
+        return next((s for s in self.stacks() if s.project == project), None)
+
+    def put_stack(self, record: StackRecord) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO stacks VALUES (?,?,?,?)",
+                       (record.project, json.dumps(record.files), record.directory,
+                        record.updated or utc_now()))  # fmt: skip
+
+    def delete_stack(self, project: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM stacks WHERE project = ?", (project,))
 
     # -- networks ----------------------------------------------------------------------------
 
