@@ -277,6 +277,7 @@ def container_config(
     raw: Any = None,
     joined: str | None = None,
     networks: tuple[Attachment, ...] = (),
+    labels: tuple[tuple[str, str], ...] = (),
 ) -> ContainerConfig:
     """The container `number` of service `name`; raises StackError naming the key (with its
     file, line and column when `raw`, the stack as read, is given) for what cannot be run.
@@ -342,5 +343,6 @@ def container_config(
             ("composer.project", project.name),
             ("composer.service", name),
             ("composer.number", str(number)),
+            *labels,
         ),
     )

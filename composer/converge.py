@@ -5,23 +5,24 @@ lock, recorded in the state store."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import os
 import shutil
-from collections.abc import Callable, Iterator
+import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from composer.config.loader import Stack
-from composer.containers import container_config, container_name
+from composer.containers import container_config
 from composer.discovery import ContainerFiles, refresh_hosts, write_files
 from composer.errors import ComposerError
+from composer.locks import stack_lock
 from composer.networks import attachments, ensure_networks, remove_networks
+from composer.planner import Action, Observed, Plan, PlanOptions, config_hashes, plan
 from composer.settings import Settings
-from composer.state import ContainerRecord, PortRecord, StateStore
+from composer.state import ContainerRecord, PortRecord, StackRecord, StateStore
+from engine.supervisor import ensure_supervisor
 
 if TYPE_CHECKING:
     from engine.container.runtime import Runtime
@@ -29,54 +30,20 @@ if TYPE_CHECKING:
     from engine.network.ports import PortBinding
     from engine.network.veth import Attachment
 
-__all__ = ["Planned", "down", "stack_lock", "up"]
+__all__ = ["UpError", "UpResult", "down", "observe", "up"]
 
-
-@contextlib.contextmanager
-def stack_lock(
-    root: Path, project: str, waiting: Callable[[], None] | None = None
-) -> Iterator[None]:
-    """Hold the stack's lock (one composer command acts on a stack at a time); `waiting` is
-    called once when another command holds it, before waiting for it."""
-    locks = root / "locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    fd = os.open(locks / f"{project}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if waiting is not None:
-                waiting()
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-@dataclass(frozen=True)
-class Planned:
-    """One container to have: service, replica number, name, and its networks."""
-
-    service: str
-    number: int
-    name: str
-    attachments: list[Attachment] = field(default_factory=list)
+SUPERVISOR: Final = "composer.reconciler"  # the program of a stack's supervisor
+LABEL_SERVICE: Final = "composer.service"
+LABEL_NUMBER: Final = "composer.number"
+LABEL_HASH: Final = "composer.config-hash"
+_CONCURRENCY: Final = 8  # containers made or started at once (threads; 2 cores here)
 
 
 def _files(settings: Settings, project: str, container: str) -> ContainerFiles:
     return ContainerFiles(settings.root / "stacks" / project / "files" / container)
 
 
-def _replicas(stack: Stack, service: str) -> int:
-    definition = stack.project.services[service]
-    if definition.scale is not None:
-        return definition.scale
-    if definition.deploy is not None and definition.deploy.replicas is not None:
-        return definition.deploy.replicas
-    return 1
-
-
-def _runtime(settings: Settings, project: str) -> Runtime:
+def _runtime(settings: Settings) -> Runtime:
     from engine.cgroups import detect
     from engine.container.runtime import Runtime
     from engine.container.zygote import ensure_zygote
@@ -87,7 +54,29 @@ def _runtime(settings: Settings, project: str) -> Runtime:
     return runtime
 
 
-def _bindings(stack: Stack, planned: list[Planned], store: StateStore) -> list[PortBinding]:
+def observe(runtime: Runtime, project: str) -> list[Observed]:
+    """The stack's containers as they exist now (the runtime's labels say whose they are)."""
+    from engine.errors import EngineError
+
+    found = []
+    for container_id in runtime.ids():
+        try:
+            container = runtime.get(container_id)
+        except EngineError:
+            continue  # removed meanwhile
+        labels = dict(container.config.labels)
+        if container.config.group != project or LABEL_SERVICE not in labels:
+            continue
+        found.append(
+            Observed(container_id, labels[LABEL_SERVICE], int(labels.get(LABEL_NUMBER, "1")),
+                     labels.get(LABEL_HASH, ""), container.state.status)
+        )  # fmt: skip
+    return found
+
+
+def _bindings(
+    stack: Stack, wanted: list[Action], nets: dict[str, list[Attachment]], store: StateStore
+) -> list[PortBinding]:
     """Every published port of the stack, to the address of its container's first network.
     A random host port keeps what it got the first time."""
     from engine.network.ports import PortBinding
@@ -95,24 +84,24 @@ def _bindings(stack: Stack, planned: list[Planned], store: StateStore) -> list[P
     earlier = {(p.container, p.host_ip, p.container_port, p.protocol): p.host_port
                for p in store.ports(stack.project.name)}  # fmt: skip
     bindings = []
-    for item in planned:
-        service = stack.project.services[item.service]
-        if not item.attachments:
+    for action in wanted:
+        service = stack.project.services[action.service]
+        if not nets.get(action.name):
             continue  # host network: the ports are the host's already; none: nothing to reach
-        target = str(item.attachments[0].address.ip)
+        target = str(nets[action.name][0].address.ip)
         for port in service.ports or []:
             if port.protocol == "sctp":
-                raise ComposerError(f"service {item.service}: sctp ports cannot be published")
+                raise ComposerError(f"service {action.service}: sctp ports cannot be published")
             host_ip = port.host_ip or ""
             low = high = 0
             if port.published:
                 first, _, last = str(port.published).partition("-")
                 low, high = int(first), int(last or 0)
             if not low:
-                low = earlier.get((item.name, host_ip, port.target, port.protocol), 0)
+                low = earlier.get((action.name, host_ip, port.target, port.protocol), 0)
             bindings.append(
                 PortBinding(
-                    service=item.service,
+                    service=action.service,
                     container_port=port.target,
                     target_ip=target,
                     host_port=low,
@@ -124,59 +113,310 @@ def _bindings(stack: Stack, planned: list[Planned], store: StateStore) -> list[P
     return bindings
 
 
-def _hash(config_json: bytes) -> str:
-    return hashlib.sha256(config_json).hexdigest()
+@dataclass
+class UpResult:
+    """What `up` did: the plan, and the services that failed (service → why)."""
+
+    plan: Plan
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+Progress = Callable[[str, str], None]  # (container or network, what happens to it)
 
 
 def up(
     stack: Stack,
     settings: Settings,
     images: dict[str, Image],
+    options: PlanOptions | None = None,
     *,
     waiting: Callable[[], None] | None = None,
-) -> list[Planned]:
-    """Make the stack run: its networks, then its services' containers in dependency
-    generations (each generation concurrently), then its published ports. Containers that
-    run already are kept. Returns what runs."""
-    import anyio
-
+    progress: Progress | None = None,
+) -> UpResult:
+    """Make the stack run as its file says: its networks, then a plan (create, recreate,
+    start, keep or remove each container, from configuration hashes) carried out service by
+    service as soon as what each needs is ready — independent services concurrently — then
+    its hosts files and published ports. A failed service stops only what depends on it;
+    raises UpError after the rest is done."""
+    options = options or PlanOptions()
+    report = progress or (lambda _name, _what: None)
     project = stack.project
     with stack_lock(settings.root, project.name, waiting), StateStore(settings.root) as store:
-        records = ensure_networks(project, store, settings.address_pools)
-        runtime = _runtime(settings, project.name)
-        planned: list[Planned] = []
-        for generation in stack.graph.start_order():
-            for service in generation:
-                if service in stack.disabled:
-                    continue
-                for number in range(1, _replicas(stack, service) + 1):
-                    own = project.services[service].container_name
-                    name = container_name(project.name, service, number, own)
-                    joins = attachments(project, service, name, records, store)
-                    planned.append(Planned(service, number, name, joins))
-        bindings = _bindings(stack, planned, store)
+        store.put_stack(StackRecord(project.name, tuple(str(f) for f in stack.files),
+                                    str(stack.project_directory)))  # fmt: skip
+        ensure_supervisor(settings.root, project.name, SUPERVISOR)
+        records = ensure_networks(
+            project, store, settings.address_pools, outbound_nat=settings.outbound_nat
+        )
+        runtime = _runtime(settings)
+        hashes = config_hashes(stack, {name: image.id for name, image in images.items()})
+        observed = observe(runtime, project.name)
+        the_plan = plan(stack, hashes, observed, options)
+        _check_names(runtime, project.name, the_plan)
+        for orphan in the_plan.orphans:
+            if not options.remove_orphans:
+                report(orphan.name, "orphan: its service is not in the stack any more "
+                                    "(--remove-orphans removes it)")  # fmt: skip
+        nets: dict[str, list[Attachment]] = {}
+        for action in the_plan.wanted:
+            mode = project.services[action.service].network_mode or ""
+            if not mode or mode == "none":
+                nets[action.name] = attachments(project, action.service, action.name, records,
+                                                store) if not mode else []  # fmt: skip
+        bindings = _bindings(stack, the_plan.wanted, nets, store)
         _check_ports(settings, project.name, bindings, store)
-        by_service: dict[str, Planned] = {}
-        for item in planned:
-            by_service.setdefault(item.service, item)  # service:X joins X's first replica
+        executor = _Executor(stack, settings, images, runtime, store, the_plan, hashes, nets,
+                             report)  # fmt: skip
+        result = UpResult(the_plan, executor.run())
+        kept = [a.name for a in the_plan.wanted if a.service not in result.failed]
+        removed = [a.name for a in the_plan.actions if a.kind == "remove"]
+        ours = {c.id for c in store.containers(project.name)}
+        refresh_hosts(store, {n: _files(settings, project.name, n) for n in ours})
+        _publish(settings, project.name, [a for a in the_plan.wanted if a.name in kept],
+                 nets, bindings, store, removed)  # fmt: skip
+        if result.failed:
+            raise UpError(result)
+        return result
 
-        def converge(item: Planned) -> None:
-            _converge_container(stack, settings, images, runtime, store, item, by_service)
 
-        async def run_generations() -> None:
-            limiter = anyio.CapacityLimiter(8)
-            for generation in stack.graph.start_order():
+class UpError(ComposerError):
+    """Some services could not be brought up; the others run."""
+
+    def __init__(self, result: UpResult) -> None:
+        self.result = result
+        lines = [f"service {name}: {why}" for name, why in result.failed.items()]
+        super().__init__("\n".join(lines))
+
+
+def _check_names(runtime: Runtime, project: str, the_plan: Plan) -> None:
+    """A container name another stack (or no stack) has is an error before anything starts."""
+    from engine.errors import EngineError
+
+    for action in the_plan.wanted:
+        try:
+            other = runtime.get(action.name).config.group
+        except EngineError:
+            continue
+        if other != project:
+            owner = f"stack {other!r}" if other else "no stack"
+            raise ComposerError(
+                f"service {action.service}: container name {action.name!r} is taken by a "
+                f"container of {owner}; choose another container_name"
+            )
+
+
+class _Executor:
+    """Carries out a plan: each service once what it needs is ready (its depends_on
+    conditions), its containers concurrently, at most `_CONCURRENCY` at a time."""
+
+    def __init__(
+        self,
+        stack: Stack,
+        settings: Settings,
+        images: dict[str, Image],
+        runtime: Runtime,
+        store: StateStore,
+        the_plan: Plan,
+        hashes: dict[str, str],
+        nets: dict[str, list[Attachment]],
+        report: Progress,
+    ) -> None:
+        self.stack, self.settings, self.images = stack, settings, images
+        self.runtime, self.store, self.plan = runtime, store, the_plan
+        self.hashes, self.nets, self.report = hashes, nets, report
+        self.failed: dict[str, str] = {}
+        self.by_service = {a.service: a.name for a in reversed(the_plan.wanted)}
+
+    def run(self) -> dict[str, str]:
+        import anyio
+
+        anyio.run(self._all)
+        return self.failed
+
+    async def _all(self) -> None:
+        import anyio
+
+        limiter = anyio.CapacityLimiter(_CONCURRENCY)
+        services = list(dict.fromkeys(a.service for a in self.plan.actions))
+        done = {service: anyio.Event() for service in services}
+
+        async def one(service: str) -> None:
+            try:
+                for needed in self.stack.graph.needs(service):
+                    if needed in done:
+                        await done[needed].wait()
+                await anyio.to_thread.run_sync(self._ready_to_start, service, limiter=limiter)
                 async with anyio.create_task_group() as group:
-                    for item in planned:
-                        if item.service in generation:
-                            group.start_soon(
-                                partial(anyio.to_thread.run_sync, converge, item, limiter=limiter)
-                            )
+                    for action in self.plan.of(service):
+                        group.start_soon(partial(anyio.to_thread.run_sync, self._do, action,
+                                                 limiter=limiter))  # fmt: skip
+            except _Failed as exc:
+                self.failed.setdefault(service, str(exc))
+            finally:
+                done[service].set()
 
-        anyio.run(run_generations)
-        refresh_hosts(store, {p.name: _files(settings, project.name, p.name) for p in planned})
-        _publish(settings, project.name, planned, bindings, store)
-        return planned
+        async with anyio.create_task_group() as group:
+            for service in services:
+                group.start_soon(one, service)
+
+    def _ready_to_start(self, service: str) -> None:
+        """Wait until each dependency meets its depends_on condition; _Failed when one cannot."""
+        definition = self.stack.project.services[service]
+        for needed in self.stack.graph.needs(service):
+            if needed in self.failed:
+                raise _Failed(f"not started: it depends on {needed}, which failed")
+        for needed, dependency in (definition.depends_on or {}).items():
+            names = [a.name for a in self.plan.wanted if a.service == needed]
+            if not names and needed in self.by_service:
+                continue
+            for name in names:
+                self._await_condition(service, needed, name, dependency.condition)
+
+    def _await_condition(self, service: str, needed: str, name: str, condition: str) -> None:
+        import time
+
+        from engine.errors import EngineError
+
+        reported = False
+        while True:
+            try:
+                state = self.runtime.get(name).state
+            except EngineError:
+                raise _Failed(f"dependency {needed}: container {name} does not exist") from None
+            health = getattr(state, "health", "")
+            if condition == "service_started":
+                if state.status != "created":
+                    return
+            elif condition == "service_healthy":
+                if health == "healthy":
+                    return
+                if not health and state.status == "running":
+                    raise _Failed(f"dependency {needed} has no healthcheck: it cannot become "
+                                  "healthy (use condition: service_started)")  # fmt: skip
+                if health == "unhealthy":
+                    raise _Failed(f"dependency failed to start: container {name} is unhealthy"
+                                  + _last_lines(self.runtime, name))  # fmt: skip
+                if state.status == "exited":
+                    raise _Failed(
+                        f"dependency failed to start: container {name} exited "
+                        f"({state.exit_code})" + _last_lines(self.runtime, name)
+                    )
+            elif condition == "service_completed_successfully" and state.status == "exited":
+                if state.exit_code == 0:
+                    return
+                raise _Failed(f"dependency {needed} did not complete successfully: container "
+                              f"{name} exited ({state.exit_code})"
+                              + _last_lines(self.runtime, name))  # fmt: skip
+            if not reported:
+                self.report(name, {"service_healthy": "Waiting (healthy)",
+                                   "service_completed_successfully": "Waiting (completed)"}
+                            .get(condition, "Waiting"))  # fmt: skip
+                reported = True
+            time.sleep(0.05)
+
+    def _do(self, action: Action) -> None:
+        from engine.errors import EngineError
+
+        try:
+            if action.kind == "keep":
+                self.report(action.name, "Running")
+            elif action.kind == "remove":
+                self.report(action.name, "Removing")
+                _remove_container(self.runtime, self.store, self.settings, action.name)
+                self.report(action.name, "Removed")
+            elif action.kind == "start":
+                self.report(action.name, "Starting")
+                self.runtime.start(action.name)
+                self.report(action.name, "Started")
+            else:
+                if action.kind == "recreate":
+                    self.report(action.name, "Recreate")
+                    _remove_container(self.runtime, self.store, self.settings, action.replaces,
+                                      keep_address=action.replaces == action.name)  # fmt: skip
+                    self.report(action.name, "Recreated")
+                else:
+                    self.report(action.name, "Creating")
+                self._create(action)
+                self.report(action.name, "Created" if action.kind == "create" else "Recreated")
+                self.report(action.name, "Starting")
+                self.runtime.start(action.name)
+                self.report(action.name, "Started")
+        except (EngineError, ComposerError, OSError) as exc:
+            self.report(action.name, "Error")
+            raise _Failed(
+                f"container {action.name}: {exc}" + _last_lines(self.runtime, action.name)
+            ) from exc
+
+    def _create(self, action: Action) -> None:
+        from composer.images import open_store
+
+        project = self.stack.project
+        service = project.services[action.service]
+        if self.runtime.containers.joinpath(action.name).exists():
+            self.runtime.remove(action.name, force=True)  # half made by an interrupted `up`
+        files = _files(self.settings, project.name, action.name)
+        write_files(files, service, service.hostname or action.name, self.store, action.name)
+        mode = service.network_mode or ""
+        kind, _, target = mode.partition(":")
+        joined = None
+        if kind in ("service", "container"):
+            joined = self.by_service.get(target, target) if kind == "service" else target
+        config = container_config(
+            project, action.service, action.number, self.images[action.service],
+            open_store(self.settings), self.settings, files=files.mounts(), raw=self.stack.raw,
+            joined=joined, networks=tuple(self.nets.get(action.name, ())),
+            labels=((LABEL_HASH, self.hashes[action.service]),),
+        )  # fmt: skip
+        with self.store.transaction():
+            self.store.put_container(ContainerRecord(action.name, project.name, action.service,
+                                                     action.number, self.hashes[action.service],
+                                                     ""))  # fmt: skip
+            self.store.put_config(action.name, config.to_json())
+        self.runtime.create(config)
+
+
+class _Failed(Exception):
+    """A service could not be brought up (the message says why)."""
+
+
+def _last_lines(runtime: Runtime, name: str, count: int = 5) -> str:
+    """The end of a container's output, to show with why it failed."""
+    from engine.container.logs import read_log
+
+    try:
+        lines = [line.text.rstrip("\n") for line in read_log(runtime.containers / name)]
+    except OSError:
+        return ""
+    tail = [line for line in lines if line.strip()][-count:]
+    return "".join(f"\n  | {line}" for line in tail)
+
+
+def _remove_container(
+    runtime: Runtime,
+    store: StateStore,
+    settings: Settings,
+    name: str,
+    *,
+    keep_address: bool = False,
+    timeout: float | None = None,
+) -> None:
+    """Stop and remove a container, its record and generated files; its addresses are
+    released unless it is being recreated under the same name."""
+    from engine.errors import EngineError
+
+    record = next((c for c in store.containers() if c.id == name), None)
+    with contextlib.suppress(EngineError):
+        runtime.stop(name, timeout)
+    try:
+        runtime.remove(name, force=True)
+    except EngineError as exc:
+        if runtime.containers.joinpath(name).exists():
+            raise ComposerError(f"cannot remove container {name}: {exc}") from exc
+    if keep_address:
+        return
+    store.delete_container(name)
+    if record is not None:
+        shutil.rmtree(_files(settings, record.project, name).directory, ignore_errors=True)
 
 
 def _check_ports(
@@ -194,118 +434,84 @@ def _check_ports(
         raise ComposerError(str(exc)) from exc
 
 
-def _converge_container(
-    stack: Stack,
-    settings: Settings,
-    images: dict[str, Image],
-    runtime: Runtime,
-    store: StateStore,
-    item: Planned,
-    by_service: dict[str, Planned],
-) -> None:
-    from engine.errors import EngineError
-
-    project = stack.project
-    service = project.services[item.service]
-    try:
-        current = runtime.get(item.name)
-    except EngineError:
-        current = None
-    if current is not None and current.state.status in ("running", "paused"):
-        return
-    joined = _joined(service.network_mode or "", by_service)
-    files = _files(settings, project.name, item.name)
-    write_files(files, service, service.hostname or item.name, store, item.name)
-    if current is None:
-        from composer.images import open_store
-
-        config = container_config(
-            project, item.service, item.number, images[item.service], open_store(settings),
-            settings, files=files.mounts(), raw=stack.raw, joined=joined,
-            networks=tuple(item.attachments),
-        )  # fmt: skip
-        runtime.create(config)
-        store.put_container(ContainerRecord(item.name, project.name, item.service,
-                                            item.number, _hash(config.to_json()), ""))  # fmt: skip
-    runtime.start(item.name)
-
-
-def _joined(mode: str, by_service: dict[str, Planned]) -> str | None:
-    """The container whose network namespace `network_mode` joins, if it joins one."""
-    kind, _, target = mode.partition(":")
-    if kind not in ("service", "container"):
-        return None
-    return by_service[target].name if kind == "service" and target in by_service else target
-
-
 def _publish(
     settings: Settings,
     project: str,
-    planned: list[Planned],
+    wanted: list[Action],
+    nets: dict[str, list[Attachment]],
     bindings: list[PortBinding],
     store: StateStore,
+    removed: list[str],
 ) -> None:
     from engine.errors import EngineError
     from engine.supervisor import publish
 
+    running = {a.service for a in wanted}
+    bindings = [b for b in bindings if b.service in running]
     if not bindings and not store.ports(project):
         return
     try:
-        published = publish(settings.root, project, bindings)
+        published = publish(settings.root, project, bindings, module=SUPERVISOR)
     except EngineError as exc:
         raise ComposerError(f"publishing ports: {exc}") from exc
     by_target: dict[str, list[PortRecord]] = {}
-    names = {str(p.attachments[0].address.ip): p.name for p in planned if p.attachments}
+    names = {str(n[0].address.ip): name for name, n in nets.items() if n}
     for port in published:
         b = port.binding
         container = names[b.target_ip]
         by_target.setdefault(container, []).append(
-            PortRecord(
-                container,
-                project,
-                b.service,
-                b.host_ip,
-                port.host_port,
-                b.container_port,
-                b.protocol,
-                b.target_ip,
-            )
-        )
-    for item in planned:
-        store.put_ports(item.name, by_target.get(item.name, []))
+            PortRecord(container, project, b.service, b.host_ip, port.host_port,
+                       b.container_port, b.protocol, b.target_ip)
+        )  # fmt: skip
+    for name in [a.name for a in wanted] + removed:
+        store.put_ports(name, by_target.get(name, []))
 
 
-def down(project: str, settings: Settings, *, timeout: float | None = None,
-         waiting: Callable[[], None] | None = None) -> list[str]:  # fmt: skip
-    """Stop and remove the stack's containers, its published ports, its networks and their
-    allocations, and its generated files (named volumes stay, as with docker compose).
-    Returns the containers removed."""
+def down(
+    project: str,
+    settings: Settings,
+    *,
+    timeout: float | None = None,
+    volumes: tuple[str, ...] = (),
+    waiting: Callable[[], None] | None = None,
+    progress: Progress | None = None,
+) -> list[str]:
+    """Stop and remove the stack's containers (all at once), its published ports, its networks
+    and their allocations, its generated files and its supervisor; the named `volumes` too
+    (`down -v`; otherwise volumes stay, as with docker compose). Returns the containers
+    removed."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from engine.cgroups import detect
     from engine.container.runtime import Runtime
     from engine.errors import EngineError
     from engine.supervisor import publish, supervisor_pid
 
-    removed = []
+    report = progress or (lambda _name, _what: None)
     with stack_lock(settings.root, project, waiting), StateStore(settings.root) as store:
         runtime = Runtime(settings.root, detect())
         if store.ports(project) and supervisor_pid(settings.root, project):
             with contextlib.suppress(EngineError):
-                publish(settings.root, project, [])
+                publish(settings.root, project, [], module=SUPERVISOR)
         names = {r.id for r in store.containers(project)}
-        for container_id in runtime.ids():
-            with contextlib.suppress(EngineError):
-                if runtime.get(container_id).config.group == project:
-                    names.add(container_id)
-        for name in sorted(names):
-            with contextlib.suppress(EngineError):
-                runtime.stop(name, timeout)
-            try:
-                runtime.remove(name, force=True)
-            except EngineError as exc:
-                if runtime.containers.joinpath(name).exists():
-                    raise ComposerError(f"cannot remove container {name}: {exc}") from exc
-            store.delete_container(name)
-            removed.append(name)
+        names |= {c.name for c in observe(runtime, project)}
+
+        def remove(name: str) -> str:
+            report(name, "Stopping")
+            _remove_container(runtime, store, settings, name, timeout=timeout)
+            report(name, "Removed")
+            return name
+
+        with ThreadPoolExecutor(max_workers=_CONCURRENCY) as pool:
+            removed = list(pool.map(remove, sorted(names)))
         remove_networks(project, store)
+        for volume in volumes:
+            report(volume, "Removing volume")
+            shutil.rmtree(settings.root / "volumes" / volume, ignore_errors=True)
+        store.delete_stack(project)
         shutil.rmtree(settings.root / "stacks" / project, ignore_errors=True)
+        pid = supervisor_pid(settings.root, project)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
     return removed

@@ -39,6 +39,8 @@ CREATE TABLE IF NOT EXISTS addresses (
 CREATE TABLE IF NOT EXISTS containers (
     id TEXT PRIMARY KEY, project TEXT NOT NULL, service TEXT NOT NULL,
     number INTEGER NOT NULL, config_hash TEXT NOT NULL, created TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS configs (
+    container TEXT PRIMARY KEY, config BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS ports (
     container TEXT NOT NULL, project TEXT NOT NULL, service TEXT NOT NULL,
     host_ip TEXT NOT NULL, host_port INTEGER NOT NULL, container_port INTEGER NOT NULL,
@@ -249,8 +251,18 @@ class StateStore:
     def delete_container(self, container: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM containers WHERE id = ?", (container,))
+            db.execute("DELETE FROM configs WHERE container = ?", (container,))
             db.execute("DELETE FROM addresses WHERE container = ?", (container,))
             db.execute("DELETE FROM ports WHERE container = ?", (container,))
+
+    def put_config(self, container: str, config: bytes) -> None:
+        """The engine configuration a container was made from (to remake it if it vanishes)."""
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO configs VALUES (?,?)", (container, config))
+
+    def config(self, container: str) -> bytes | None:
+        rows = self._rows("SELECT config FROM configs WHERE container = ?", (container,))
+        return bytes(rows[0][0]) if rows else None
 
     # -- published ports ---------------------------------------------------------------------
 

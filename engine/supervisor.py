@@ -203,6 +203,10 @@ class Supervisor:
         self._events = _run_dir(root) / f"{group}.events"
         self.watchers = watchers
 
+    def event(self, kind: str, container_id: str, **details: object) -> None:
+        """Write an event (a JSON line) to the group's events file."""
+        self._event(kind, container_id, **details)
+
     def _event(self, kind: str, container_id: str, **details: object) -> None:
         when = utc_now()
         line = json.dumps({"time": when, "event": kind, "container": container_id, **details})

@@ -17,7 +17,8 @@ from composer.cli.context import Context
 from composer.cli.exec_cmd import exec_
 from composer.cli.image_cmd import image
 from composer.cli.pull_cmd import pull
-from composer.cli.stack_cmd import down, port, ps, up
+from composer.cli.stack_cmd import port, ps
+from composer.cli.up_cmd import down, up
 from composer.errors import ComposerError, StackError, UsageError
 from engine.errors import EngineError
 

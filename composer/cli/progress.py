@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Protocol
 
@@ -12,7 +12,7 @@ import click
 if TYPE_CHECKING:
     from engine.images.registry import PullProgress
 
-__all__ = ["human_size", "pull_progress"]
+__all__ = ["human_size", "pull_progress", "stack_progress"]
 
 
 class Sink(Protocol):
@@ -68,3 +68,54 @@ def pull_progress(quiet: bool) -> Iterator[Sink]:
             )
 
         yield show
+
+
+_DONE = frozenset({"Started", "Running", "Removed", "Created", "Healthy", "Stopped", "Exited"})
+
+
+@contextmanager
+def stack_progress(mode: str, quiet: bool = False) -> Iterator[Callable[[str, str], None]]:
+    """A callback (name, status) that shows what happens to each container as docker compose
+    v2 does: on a terminal one line per container, updated in place, ✔ when done; with
+    `mode` "plain" (or when stderr is not a terminal) a line per change, no colour."""
+    if quiet:
+        yield lambda _name, _status: None
+        return
+    if mode == "plain" or (mode == "auto" and not sys.stderr.isatty()):
+
+        def log(name: str, status: str) -> None:
+            click.echo(f" Container {name}  {status}", err=True)
+
+        yield log
+        return
+    import threading
+    import time
+
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
+
+    rows: dict[str, tuple[str, float, float]] = {}  # name → status, since, last change
+    lock = threading.Lock()
+
+    def render() -> Table:
+        table = Table.grid(padding=(0, 1))
+        for name, (status, since, changed) in list(rows.items()):
+            mark = ("[green]✔[/]" if status in _DONE else "[red]✘[/]" if status == "Error"
+                    else "[cyan]⠿[/]")  # fmt: skip
+            end = changed if status in _DONE or status == "Error" else time.monotonic()
+            table.add_row(mark, f"Container {name}", status, f"[blue]{end - since:.1f}s[/]")
+        return table
+
+    with Live(render(), console=Console(stderr=True), refresh_per_second=10,
+              transient=False) as live:  # fmt: skip
+
+        def show(name: str, status: str) -> None:
+            with lock:
+                now = time.monotonic()
+                since = rows[name][1] if name in rows else now
+                rows[name] = (status, since, now)
+                live.update(render())
+
+        yield show
+        live.update(render())

@@ -1,4 +1,4 @@
-"""`composer up`, `down`, `ps` and `port`: a stack's containers, networks and ports."""
+"""`composer ps` and `port`: a stack's containers and their published ports."""
 
 from __future__ import annotations
 
@@ -6,54 +6,10 @@ from typing import Any
 
 import click
 
-from composer.cli.context import Context, warn
+from composer.cli.context import Context
 from composer.errors import ComposerError, UsageError
 
-__all__ = ["down", "port", "ps", "up"]
-
-
-def _waiting() -> None:
-    click.echo("waiting: another composer command is acting on this stack", err=True)
-
-
-@click.command()
-@click.argument("stack_file", required=False)
-@click.option("-d", "--detach", is_flag=True, help="Return once it runs (the only mode yet).")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
-@click.pass_obj
-def up(ctx: Context, stack_file: str | None, detach: bool, quiet: bool) -> None:
-    """Create and start the stack's networks and containers, and publish its ports.
-    Containers keep running after this command returns."""
-    import anyio
-
-    from composer.config.loader import load_stack
-    from composer.converge import up as bring_up
-    from composer.images import ensure_images
-    from composer.settings import Settings
-
-    stack = load_stack(ctx.with_stack_file(stack_file).load_options())
-    for problem in stack.warnings:
-        warn(problem)
-    settings = Settings.load()
-    images = anyio.run(ensure_images, settings, stack)
-    planned = bring_up(stack, settings, images, waiting=_waiting)
-    if not quiet:
-        for item in planned:
-            click.echo(f"{item.name}: started", err=True)
-
-
-@click.command()
-@click.argument("stack_file", required=False)
-@click.option("-t", "--timeout", type=float, help="Seconds to wait for each container to stop.")
-@click.pass_obj
-def down(ctx: Context, stack_file: str | None, timeout: float | None) -> None:
-    """Stop and remove the stack's containers, networks and published ports."""
-    from composer.converge import down as bring_down
-    from composer.settings import Settings
-
-    project = _project_name(ctx, stack_file)
-    for name in bring_down(project, Settings.load(), timeout=timeout, waiting=_waiting):
-        click.echo(f"{name}: removed", err=True)
+__all__ = ["port", "ps"]
 
 
 def _project_name(ctx: Context, stack_file: str | None) -> str:

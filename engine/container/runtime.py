@@ -87,6 +87,10 @@ class Runtime:
             raise ContainerError(f"invalid container name {container_id!r}")
         return self.containers / container_id
 
+    def cgroup_of(self, container_id: str) -> str:
+        """The container's cgroup (relative to the hierarchy's root)."""
+        return self._cgroup(container_id)
+
     def _cgroup(self, container_id: str) -> str:
         """The container's cgroup: the one recorded when it was made (a runtime with another
         parent acts on it all the same)."""

@@ -1,0 +1,244 @@
+"""A stack's reconciler: it runs inside the stack's supervisor (`python -m composer.reconciler
+STATE_ROOT PROJECT`, started by `up`) and keeps what runs equal to what `up` made — the last
+applied stack, as the state store records it — healing drift:
+
+- a bridge deleted → made again with the same subnet, every container re-attached with its
+  address;
+- a container's veth deleted → plumbed again;
+- a hosts file edited → rewritten (in place: the container's bind mount keeps its inode);
+- a container whose directory, cgroup or root filesystem vanished → made again from its
+  recorded configuration and started;
+- a container that joins another's network (network_mode service:X) whose X got a new
+  network namespace (X restarted or was recreated) → restarted into the new one.
+
+Level-triggered, as a Kubernetes controller: events (netlink link changes, inotify on the
+hosts files, containers' exits) only say "look now"; every look compares the whole stack with
+the kernel, and a slow periodic look is the backstop for a missed event. Restart policies and
+healthchecks are the supervisor's (engine/supervisor.py); each heal is an event in the state
+store and the supervisor's events file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from composer.state import StateStore
+
+if TYPE_CHECKING:
+    from engine.container.runtime import Runtime
+    from engine.supervisor import Supervisor
+
+__all__ = ["Reconciler", "main"]
+
+_BACKSTOP: Final = 5.0  # seconds between looks when nothing happens
+_RTMGRP_LINK: Final = 1
+
+
+class Reconciler:
+    """The supervisor's watcher for one stack (see engine.supervisor.Watcher)."""
+
+    def __init__(self, root: Path, project: str, runtime: Runtime) -> None:
+        from inotify_simple import INotify  # type: ignore[import-untyped]
+
+        self.root = root
+        self.project = project
+        self.runtime = runtime
+        self.supervisor: Supervisor | None = None
+        self._links = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK,
+                                    socket.NETLINK_ROUTE)  # fmt: skip
+        self._links.bind((0, _RTMGRP_LINK))
+        self._inotify = INotify(nonblocking=True)
+        self._watched: dict[str, int] = {}  # hosts file → watch descriptor
+        self._dirty = True
+        self._last = 0.0
+
+    # -- Watcher -----------------------------------------------------------------------------
+
+    def fds(self) -> list[int]:
+        return [self._links.fileno(), self._inotify.fileno()]
+
+    def ready(self, fd: int) -> None:
+        if fd == self._links.fileno():
+            with contextlib.suppress(BlockingIOError):
+                while self._links.recv(65536):
+                    pass
+        else:
+            self._inotify.read(timeout=0)
+        self._dirty = True
+
+    def turn(self, ended: list[str]) -> None:
+        if ended:
+            self._dirty = True
+        if not self._dirty and time.monotonic() - self._last < _BACKSTOP:
+            return
+        if self.look():
+            self._dirty = False
+            self._last = time.monotonic()
+
+    def busy(self) -> bool:
+        """The supervisor stays as long as the stack is up (until `down`)."""
+        with StateStore(self.root) as store:
+            return store.stack(self.project) is not None
+
+    # -- the look ----------------------------------------------------------------------------
+
+    def look(self) -> bool:
+        """Compare the stack with the kernel and heal what differs; False when a composer
+        command holds the stack (it is changing it: look again later)."""
+        from composer.locks import stack_lock
+
+        with stack_lock(self.root, self.project, wait=False) as held:
+            if not held:
+                return False
+            with StateStore(self.root) as store:
+                if store.stack(self.project) is None:
+                    return True  # brought down
+                self._heal(store)
+            return True
+
+    def _heal(self, store: StateStore) -> None:
+        from engine.errors import EngineError
+
+        healed_bridges = self._heal_bridges(store)
+        records = store.containers(self.project)
+        for record in records:
+            try:
+                self._heal_container(store, record.id, healed_bridges)
+            except (EngineError, OSError) as exc:
+                self._event(store, "heal-failed", record.id, reason=str(exc))
+        self._heal_hosts(store, [r.id for r in records])
+
+    def _event(self, store: StateStore, kind: str, subject: str, **detail: object) -> None:
+        store.add_event(self.project, kind, subject, **detail)
+        if self.supervisor is not None:
+            self.supervisor.event(kind, subject, **detail)
+
+    def _heal_bridges(self, store: StateStore) -> set[str]:
+        from composer.networks import bridge_spec
+        from engine.network.bridge import bridge_exists, ensure_bridge
+
+        healed = set()
+        for record in store.networks(self.project):
+            if not bridge_exists(record.bridge):
+                ensure_bridge(bridge_spec(record))
+                healed.add(record.bridge)
+                self._event(store, "heal", record.name, what="bridge re-created",
+                            bridge=record.bridge)  # fmt: skip
+        return healed
+
+    def _heal_container(self, store: StateStore, name: str, healed_bridges: set[str]) -> None:
+        from engine.container.config import ContainerConfig
+        from engine.errors import EngineError
+
+        try:
+            container = self.runtime.get(name)
+        except EngineError:
+            container = None
+        if container is None or self._gone(name, container.state.status):
+            recorded = store.config(name)
+            if recorded is None:
+                return
+            with contextlib.suppress(EngineError):
+                self.runtime.remove(name, force=True)
+            self.runtime.create(ContainerConfig.from_json(recorded))
+            self.runtime.start(name)
+            self._event(store, "heal", name, what="container re-created")
+            return
+        state = container.state
+        if state.status not in ("running", "paused"):
+            return
+        config = container.config
+        if config.network.startswith("container:"):
+            self._follow(store, name, config.network.partition(":")[2], state.pid)
+            return
+        missing = [
+            a
+            for a in config.networks
+            if a.bridge in healed_bridges or not self._plumbed(a.host_ifname, a.bridge)
+        ]
+        if missing:
+            from engine.network.netns import open_netns
+            from engine.network.veth import attach
+
+            fd = open_netns(state.pid)
+            try:
+                for attachment in missing:
+                    attach(fd, attachment)
+            finally:
+                os.close(fd)
+            self._event(store, "heal", name, what="re-attached",
+                        interfaces=[a.ifname for a in missing])  # fmt: skip
+
+    def _gone(self, name: str, status: str) -> bool:
+        """Whether a container that does not run lost its cgroup or root filesystem (removed
+        behind our back, not stopped)."""
+        if status in ("running", "paused", "restarting"):
+            return False
+        from engine.rootfs import Rootfs
+
+        directory = self.runtime.containers / name
+        if (directory / "stopped").exists():
+            return False  # stopped on purpose: stays as it is
+        cgroup_gone = not self.runtime.cgroups.exists(self.runtime.cgroup_of(name))
+        rootfs_gone = not Rootfs(directory / "rootfs").upper.exists()
+        return cgroup_gone or rootfs_gone
+
+    @staticmethod
+    def _plumbed(host_ifname: str, bridge: str) -> bool:
+        from engine.network.veth import attached_to
+
+        return attached_to(host_ifname) == bridge
+
+    def _follow(self, store: StateStore, name: str, target: str, pid: int) -> None:
+        """Restart `name` into the network namespace of `target` when that changed."""
+        from engine.errors import EngineError
+
+        try:
+            state = self.runtime.get(target).state
+        except EngineError:
+            return
+        if state.status != "running":
+            return
+        with contextlib.suppress(OSError):
+            if os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(f"/proc/{state.pid}/ns/net").st_ino:
+                return
+        self.runtime.stop(name, 0)
+        self.runtime.start(name)
+        self._event(store, "heal", name, what="joined the new network namespace of " + target)
+
+    def _heal_hosts(self, store: StateStore, names: list[str]) -> None:
+        from inotify_simple import flags
+
+        from composer.discovery import ContainerFiles, refresh_hosts
+
+        files = {
+            n: ContainerFiles(self.root / "stacks" / self.project / "files" / n) for n in names
+        }
+        for name in refresh_hosts(store, files):
+            self._event(store, "heal", name, what="hosts file rewritten")
+        for f in files.values():
+            path = str(f.hosts)
+            if path not in self._watched and f.hosts.exists():
+                mask = flags.MODIFY | flags.ATTRIB | flags.DELETE_SELF
+                with contextlib.suppress(OSError):
+                    self._watched[path] = self._inotify.add_watch(path, mask)
+
+
+def main(root: Path, project: str) -> None:
+    from engine.supervisor import Supervisor
+
+    supervisor = Supervisor(root, project)
+    reconciler = Reconciler(root, project, supervisor.runtime)
+    reconciler.supervisor = supervisor
+    supervisor.watchers = (reconciler,)
+    supervisor.run()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), sys.argv[2])
