@@ -8,10 +8,11 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 # python3-venv: the virtual environment; gcc, libc6-dev: the container shim (a small static C
 # program, see engine/container/shim.c); libseccomp2: seccomp filters; tini: `init: true`; busybox-static, skopeo, umoci: test images;
-# docker-registry: a real registry on 127.0.0.1 for pull tests; iproute2: test assertions.
+# docker-registry: a real registry on 127.0.0.1 for pull tests; iproute2: test assertions;
+# libnftables1: outbound NAT (engine/network/nat.py).
 apt-get install -y -q --no-install-recommends \
     python3 python3-venv ca-certificates iproute2 gcc libc6-dev libseccomp2 tini \
-    busybox-static skopeo umoci docker-registry >/dev/null
+    busybox-static skopeo umoci docker-registry libnftables1 >/dev/null
 
 python3 -c 'import sys; assert sys.version_info >= (3, 11), "composer needs Python 3.11 or newer"'
 [ -x .venv/bin/python ] || python3 -m venv .venv

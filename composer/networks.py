@@ -85,12 +85,20 @@ class _Pools:
 
 
 def ensure_networks(
-    project: Project, store: StateStore, pools: Iterable[tuple[str, int]]
+    project: Project,
+    store: StateStore,
+    pools: Iterable[tuple[str, int]],
+    *,
+    outbound_nat: bool = False,
 ) -> dict[str, NetworkRecord]:
     """Every network the stack's services use, allocated (once: the allocation is kept) and
-    its bridge made or repaired; key → record. External networks are looked up by name."""
-    from engine.network.bridge import BridgeSpec, bridge_exists, ensure_bridge
+    its bridge made or repaired, and with `outbound_nat` what a non-internal one sends off the
+    host masqueraded; key → record. External networks are looked up by name."""
+    from engine.network.bridge import BridgeSpec, bridge_exists, enable_ip_forwarding, ensure_bridge
+    from engine.network.nat import ensure_masquerade
 
+    if outbound_nat:  # first: switching it on resets every interface's own switch (bridge.py)
+        enable_ip_forwarding()
     known = {record.key: record for record in store.networks(project.name)}
     records: dict[str, NetworkRecord] = {}
     observed: _Pools | None = None
@@ -123,6 +131,8 @@ def ensure_networks(
                 gateway6=IPv6Address(record.gateway6) if record.gateway6 else None,
             )
         )
+        if outbound_nat and not record.internal:
+            ensure_masquerade(record.bridge, [s for s in (record.subnet, record.subnet6) if s])
         records[key] = record
     return records
 
@@ -260,10 +270,13 @@ def _ipv6_for(record: NetworkRecord, address: str) -> IPv6Address:
 
 
 def remove_networks(project_name: str, store: StateStore) -> None:
-    """Remove the stack's bridges and forget their allocations (external networks are
-    another stack's: untouched)."""
+    """Remove the stack's bridges and their masquerades (whatever the setting is now: it may
+    have changed since `up`) and forget their allocations (external networks are another
+    stack's: untouched)."""
     from engine.network.bridge import remove_bridge
+    from engine.network.nat import remove_masquerade
 
     for record in store.networks(project_name):
+        remove_masquerade(record.bridge)
         remove_bridge(record.bridge)
         store.delete_network(project_name, record.key)

@@ -6,6 +6,7 @@ settings that are the host's, not a stack's:
     insecure_registries: [registry.lan:5000]   # reached over plain HTTP, as Docker's option
     userns_range: {uid: 100000, gid: 100000, size: 65536}  # ids of `userns_mode: auto`
     address_pools: [{base: 172.20.0.0/14, size: 24}]  # where stack networks' subnets come from
+    outbound_nat: false  # true: masquerade what non-internal networks send off the host
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class Settings:
     userns_range: tuple[int, int, int] = (100000, 100000, 65536)
     # Subnets of stack networks are cut from these: (base network, prefix length of each).
     address_pools: tuple[tuple[str, int], ...] = (("172.20.0.0/14", 24), ("10.213.0.0/16", 24))
+    # Masquerade what containers of non-internal networks send out of the host (and turn on
+    # forwarding); off unless the host's config says so.
+    outbound_nat: bool = False
 
     @property
     def images(self) -> Path:
@@ -61,7 +65,7 @@ class Settings:
 
 def _read_config(
     text: str, path: Path
-) -> tuple[tuple[str, ...], tuple[int, int, int], tuple[tuple[str, int], ...]]:
+) -> tuple[tuple[str, ...], tuple[int, int, int], tuple[tuple[str, int], ...], bool]:
     """The settings of a config.yaml; pydantic is imported only when there is one."""
     import ipaddress
 
@@ -89,6 +93,7 @@ def _read_config(
         insecure_registries: list[str] = []
         userns_range: UsernsRange = Field(default_factory=lambda: UsernsRange())
         address_pools: list[AddressPool] | None = None
+        outbound_nat: bool = Field(False, strict=True)  # true or false, not "yes" or 1
 
     raw = load_yaml(text, str(path))
     try:
@@ -101,4 +106,9 @@ def _read_config(
         if config.address_pools
         else Settings.address_pools
     )
-    return tuple(config.insecure_registries), (ids.uid, ids.gid, ids.size), pools
+    return (
+        tuple(config.insecure_registries),
+        (ids.uid, ids.gid, ids.size),
+        pools,
+        config.outbound_nat,
+    )

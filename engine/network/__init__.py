@@ -1,7 +1,7 @@
 """Networking of containers: a bridge per stack network, a veth pair per container and
-network, addresses chosen without overlapping the host's, and the /etc/hosts and
-/etc/resolv.conf of containers. pyroute2 is imported only by the calls that talk to the
-kernel."""
+network, addresses chosen without overlapping the host's, optional outbound NAT, and the
+/etc/hosts and /etc/resolv.conf of containers. pyroute2 and libnftables are loaded only by
+the calls that talk to the kernel."""
 
 from engine.network.bridge import (
     BridgeSpec,
@@ -20,6 +20,12 @@ from engine.network.hosts import (
     write_in_place,
 )
 from engine.network.ipam import allocate_address, allocate_subnet, gateway_of, host_networks
+from engine.network.nat import (
+    ensure_masquerade,
+    masquerade_rules,
+    nftables_ruleset,
+    remove_masquerade,
+)
 from engine.network.netns import netns_iproute, netns_socket, open_netns, run_in_netns
 from engine.network.veth import (
     Attachment,
@@ -46,14 +52,18 @@ __all__ = [
     "detach",
     "enable_ip_forwarding",
     "ensure_bridge",
+    "ensure_masquerade",
     "gateway_of",
     "host_networks",
     "link_exists",
     "loopback_up",
+    "masquerade_rules",
     "netns_iproute",
     "netns_socket",
+    "nftables_ruleset",
     "open_netns",
     "remove_bridge",
+    "remove_masquerade",
     "render_hosts",
     "render_resolv_conf",
     "run_in_netns",

@@ -41,7 +41,11 @@ class Stacks:
 
     @property
     def settings(self) -> Settings:
-        return Settings(self.root)
+        return Settings.load({"COMPOSER_ROOT": str(self.root)})
+
+    def configure(self, text: str) -> None:
+        """Write the state root's config.yaml (the host settings)."""
+        (self.root / "config.yaml").write_text(textwrap.dedent(text).lstrip("\n"))
 
     def name(self) -> str:
         project = f"t{secrets.token_hex(4)}"
@@ -108,9 +112,13 @@ def stacks(tmp_path: Path, busybox_tar: Path) -> Iterator[Stacks]:  # noqa: F811
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     from engine.network.bridge import remove_bridge
+    from engine.network.nat import remove_masquerade
     from engine.network.veth import detach
 
     for name in _links() - links_before:  # whatever a failed down left
+        if name.startswith("cb-"):
+            with contextlib.suppress(Exception):
+                remove_masquerade(name)
         with contextlib.suppress(Exception):
             (remove_bridge if name.startswith("cb-") else detach)(name)
     for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):

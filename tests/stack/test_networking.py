@@ -215,15 +215,16 @@ def test_hosts_files_are_rewritten_in_place_when_a_replica_is_added(stacks: Stac
     assert (code, out) == (0, f"2\nhello from {p}-web-2\n")
 
 
-def test_down_leaves_the_hosts_links_routes_and_mounts_as_they_were(stacks: Stacks) -> None:
+def test_down_leaves_the_hosts_links_routes_mounts_and_nftables_rules_as_they_were(stacks: Stacks) -> None:
+    from engine.network.nat import nftables_ruleset
     from engine.network.rtnl import host_iproute
 
-    def snapshot() -> tuple[set[str], set[str], set[str]]:
+    def snapshot() -> tuple[set[str], set[str], set[str], list[str]]:
         with host_iproute() as ipr:
             links = {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
             routes = {f"{r.get_attr('RTA_DST')}/{r['dst_len']}" for r in ipr.get_routes()}
         mounts = {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
-        return links, routes, mounts
+        return links, routes, mounts, nftables_ruleset()
 
     before = snapshot()
     stack = stacks.load("services:" + WEB + '    ports: ["127.0.0.1::80"]\n    networks: [a, b]\nnetworks: {a: {}, b: {}}\n')
