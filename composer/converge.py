@@ -242,7 +242,7 @@ class _Executor:
 
         async def one(service: str) -> None:
             try:
-                for needed in self.stack.graph.needs(service):
+                for needed in self._needs(service):
                     if needed in done:
                         await done[needed].wait()
                 await anyio.to_thread.run_sync(self._ready_to_start, service, limiter=limiter)
@@ -259,8 +259,16 @@ class _Executor:
             for service in services:
                 group.start_soon(one, service)
 
+    def _needs(self, service: str) -> list[str]:
+        """What `service` needs (nothing for an orphan: it is only removed)."""
+        if service not in self.stack.project.services:
+            return []
+        return self.stack.graph.needs(service)
+
     def _ready_to_start(self, service: str) -> None:
         """Wait until each dependency meets its depends_on condition; _Failed when one cannot."""
+        if service not in self.stack.project.services:
+            return
         definition = self.stack.project.services[service]
         for needed in self.stack.graph.needs(service):
             if needed in self.failed:

@@ -23,10 +23,12 @@ from composer.errors import ComposerError
 from composer.state import AddressRecord, NetworkRecord, StateStore
 
 if TYPE_CHECKING:
+    from engine.network.bridge import BridgeSpec
     from engine.network.veth import Attachment
 
 __all__ = [
     "attachments",
+    "bridge_spec",
     "ensure_networks",
     "network_name",
     "own_network",
@@ -94,7 +96,7 @@ def ensure_networks(
     """Every network the stack's services use, allocated (once: the allocation is kept) and
     its bridge made or repaired, and with `outbound_nat` what a non-internal one sends off the
     host masqueraded; key → record. External networks are looked up by name."""
-    from engine.network.bridge import BridgeSpec, bridge_exists, enable_ip_forwarding, ensure_bridge
+    from engine.network.bridge import bridge_exists, enable_ip_forwarding, ensure_bridge
     from engine.network.nat import ensure_masquerade
 
     if outbound_nat:  # first: switching it on resets every interface's own switch (bridge.py)
@@ -120,17 +122,7 @@ def ensure_networks(
             record = _allocate(project, key, name, network, observed, pools)
             observed.taken.append(ip_network(record.subnet))
             store.put_network(record)
-        ensure_bridge(
-            BridgeSpec(
-                name=record.bridge,
-                subnet=IPv4Network(record.subnet),
-                gateway=IPv4Address(record.gateway),
-                mtu=record.mtu,
-                internal=record.internal,
-                subnet6=IPv6Network(record.subnet6) if record.subnet6 else None,
-                gateway6=IPv6Address(record.gateway6) if record.gateway6 else None,
-            )
-        )
+        ensure_bridge(bridge_spec(record))
         if outbound_nat and not record.internal:
             ensure_masquerade(record.bridge, [s for s in (record.subnet, record.subnet6) if s])
         records[key] = record
@@ -280,3 +272,18 @@ def remove_networks(project_name: str, store: StateStore) -> None:
         remove_masquerade(record.bridge)
         remove_bridge(record.bridge)
         store.delete_network(project_name, record.key)
+
+
+def bridge_spec(record: NetworkRecord) -> BridgeSpec:
+    """The bridge a network's record says it has."""
+    from engine.network.bridge import BridgeSpec
+
+    return BridgeSpec(
+        name=record.bridge,
+        subnet=IPv4Network(record.subnet),
+        gateway=IPv4Address(record.gateway),
+        mtu=record.mtu,
+        internal=record.internal,
+        subnet6=IPv6Network(record.subnet6) if record.subnet6 else None,
+        gateway6=IPv6Address(record.gateway6) if record.gateway6 else None,
+    )

@@ -123,13 +123,21 @@ class Reconciler:
         from composer.networks import bridge_spec
         from engine.network.bridge import bridge_exists, ensure_bridge
 
+        from composer.settings import Settings
+        from engine.network.nat import ensure_masquerade
+
+        nat = Settings.load({"COMPOSER_ROOT": str(self.root)}).outbound_nat
         healed = set()
         for record in store.networks(self.project):
+            if record.project != self.project:
+                continue  # external: another stack's to heal
             if not bridge_exists(record.bridge):
                 ensure_bridge(bridge_spec(record))
                 healed.add(record.bridge)
                 self._event(store, "heal", record.name, what="bridge re-created",
                             bridge=record.bridge)  # fmt: skip
+            if nat and not record.internal:  # level-triggered: nothing happens when it is there
+                ensure_masquerade(record.bridge, [s for s in (record.subnet, record.subnet6) if s])
         return healed
 
     def _heal_container(self, store: StateStore, name: str, healed_bridges: set[str]) -> None:

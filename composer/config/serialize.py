@@ -137,5 +137,7 @@ def service_hash(project: Project, service: str) -> str:
     deploy = relevant.get("deploy")
     if isinstance(deploy, dict) and "replicas" in deploy:
         relevant["deploy"] = {k: v for k, v in deploy.items() if k != "replicas"}
+        if not relevant["deploy"]:
+            del relevant["deploy"]  # replicas alone: as if deploy were not there
     canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()

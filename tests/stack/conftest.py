@@ -19,9 +19,11 @@ import anyio
 import pytest
 
 from composer.config.loader import LoadOptions, Stack, load_stack
-from composer.converge import Planned, down, up
+from composer.converge import UpResult, down, up
 from composer.images import ensure_images
+from composer.planner import PlanOptions
 from composer.settings import Settings
+from composer.state import StateStore
 from engine.cgroups import detect
 from engine.container.runtime import Runtime
 from engine.daemon import running_pid
@@ -59,11 +61,11 @@ class Stacks:
         path.write_text(f"name: {project}\n" + textwrap.dedent(text).lstrip("\n"))
         return load_stack(LoadOptions(files=(path,), working_directory=path.parent))
 
-    def up(self, stack: Stack) -> list[Planned]:
+    def up(self, stack: Stack, options: PlanOptions | None = None) -> UpResult:
         if stack.project.name not in self.projects:
             self.projects.append(stack.project.name)
         images = anyio.run(ensure_images, self.settings, stack)
-        return up(stack, self.settings, images)
+        return up(stack, self.settings, images, options)
 
     def down(self, project: str) -> list[str]:
         return down(project, self.settings, timeout=0)
@@ -88,15 +90,28 @@ def _links() -> set[str]:
         return {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
 
 
+def _own_links(root: Path) -> set[str]:
+    """The bridges and host-side veths of the stacks under `root`."""
+    names: set[str] = set()
+    if (root / "state.db").exists():
+        with StateStore(root) as store:
+            names |= {n.bridge for n in store.networks()}
+    runtime = Runtime(root, detect())
+    for container_id in runtime.ids():
+        with contextlib.suppress(Exception):
+            names |= {a.host_ifname for a in runtime.get(container_id).config.networks}
+    return names
+
+
 @pytest.fixture
 def stacks(tmp_path: Path, busybox_tar: Path) -> Iterator[Stacks]:  # noqa: F811
     root = tmp_path / "state"
     store = ImageStore(root / "images")
     import_rootfs(store, busybox_tar, parse_reference("busybox:test"), ConfigChanges())
     made = Stacks(root, tmp_path / "stacks")
-    links_before = _links()
     yield made
     failures = []
+    ours = _own_links(root)  # before down forgets them; only ours: other runs share the host
     for project in made.projects:
         try:
             made.down(project)
@@ -115,7 +130,7 @@ def stacks(tmp_path: Path, busybox_tar: Path) -> Iterator[Stacks]:  # noqa: F811
     from engine.network.nat import remove_masquerade
     from engine.network.veth import detach
 
-    for name in _links() - links_before:  # whatever a failed down left
+    for name in ours & _links():  # whatever a failed down left
         if name.startswith("cb-"):
             with contextlib.suppress(Exception):
                 remove_masquerade(name)
