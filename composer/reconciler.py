@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Reconciler", "main"]
 
-_BACKSTOP: Final = 5.0  # seconds between looks when nothing happens
+_BACKSTOP: Final = 10.0  # seconds between looks when nothing happens
 _RTMGRP_LINK: Final = 1
 
 
@@ -55,8 +55,11 @@ class Reconciler:
         self._links.bind((0, _RTMGRP_LINK))
         self._inotify = INotify(nonblocking=True)
         self._watched: dict[str, int] = {}  # hosts file → watch descriptor
+        self._ours: frozenset[bytes] = frozenset()  # our links' names, as netlink spells them
+        self._masters: dict[str, str] = {}  # during a look: link name → its bridge's name
         self._dirty = True
         self._last = 0.0
+        self._up = (True, 0.0)  # whether the stack is up, and when that was read
 
     # -- Watcher -----------------------------------------------------------------------------
 
@@ -64,13 +67,15 @@ class Reconciler:
         return [self._links.fileno(), self._inotify.fileno()]
 
     def ready(self, fd: int) -> None:
-        if fd == self._links.fileno():
-            with contextlib.suppress(BlockingIOError):
-                while self._links.recv(65536):
-                    pass
-        else:
+        if fd != self._links.fileno():
             self._inotify.read(timeout=0)
-        self._dirty = True
+            self._dirty = True
+            return
+        with contextlib.suppress(BlockingIOError):
+            while data := self._links.recv(65536):
+                # a change to another stack's or the host's links is none of our business
+                if not self._ours or any(name in data for name in self._ours):
+                    self._dirty = True
 
     def turn(self, ended: list[str]) -> None:
         if ended:
@@ -83,8 +88,10 @@ class Reconciler:
 
     def busy(self) -> bool:
         """The supervisor stays as long as the stack is up (until `down`)."""
-        with StateStore(self.root) as store:
-            return store.stack(self.project) is not None
+        if time.monotonic() - self._up[1] > _BACKSTOP:
+            with StateStore(self.root) as store:
+                self._up = (store.stack(self.project) is not None, time.monotonic())
+        return self._up[0]
 
     # -- the look ----------------------------------------------------------------------------
 
@@ -104,8 +111,14 @@ class Reconciler:
 
     def _heal(self, store: StateStore) -> None:
         from engine.errors import EngineError
+        from engine.network.rtnl import host_iproute
 
         healed_bridges = self._heal_bridges(store)
+        with host_iproute() as ipr:  # one dump of the host's links for the whole look
+            links = {link["index"]: link for link in ipr.get_links()}
+        names = {i: link.get_attr("IFLA_IFNAME") for i, link in links.items()}
+        self._masters = {names[i]: names.get(link.get_attr("IFLA_MASTER") or 0, "")
+                         for i, link in links.items()}  # fmt: skip
         records = store.containers(self.project)
         for record in records:
             try:
@@ -113,6 +126,11 @@ class Reconciler:
             except (EngineError, OSError) as exc:
                 self._event(store, "heal-failed", record.id, reason=str(exc))
         self._heal_hosts(store, [r.id for r in records])
+        ours = {n.bridge for n in store.networks(self.project)}
+        for record in records:
+            with contextlib.suppress(EngineError):
+                ours |= {a.host_ifname for a in self.runtime.get(record.id).config.networks}
+        self._ours = frozenset(name.encode() + b"\0" for name in ours)
 
     def _event(self, store: StateStore, kind: str, subject: str, **detail: object) -> None:
         store.add_event(self.project, kind, subject, **detail)
@@ -121,9 +139,8 @@ class Reconciler:
 
     def _heal_bridges(self, store: StateStore) -> set[str]:
         from composer.networks import bridge_spec
-        from engine.network.bridge import bridge_exists, ensure_bridge
-
         from composer.settings import Settings
+        from engine.network.bridge import bridge_exists, ensure_bridge
         from engine.network.nat import ensure_masquerade
 
         nat = Settings.load({"COMPOSER_ROOT": str(self.root)}).outbound_nat
@@ -168,7 +185,7 @@ class Reconciler:
         missing = [
             a
             for a in config.networks
-            if a.bridge in healed_bridges or not self._plumbed(a.host_ifname, a.bridge)
+            if a.bridge in healed_bridges or self._masters.get(a.host_ifname) != a.bridge
         ]
         if missing:
             from engine.network.netns import open_netns
@@ -196,12 +213,6 @@ class Reconciler:
         cgroup_gone = not self.runtime.cgroups.exists(self.runtime.cgroup_of(name))
         rootfs_gone = not Rootfs(directory / "rootfs").upper.exists()
         return cgroup_gone or rootfs_gone
-
-    @staticmethod
-    def _plumbed(host_ifname: str, bridge: str) -> bool:
-        from engine.network.veth import attached_to
-
-        return attached_to(host_ifname) == bridge
 
     def _follow(self, store: StateStore, name: str, target: str, pid: int) -> None:
         """Restart `name` into the network namespace of `target` when that changed."""

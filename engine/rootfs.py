@@ -63,7 +63,12 @@ class Rootfs:
         self.merged = directory / "merged"
 
     def is_mounted(self) -> bool:
-        return str(self.merged) in _mount_points()
+        """Whether the overlay is mounted: `merged` is on another device than its directory
+        (a stat, not a read of every mount of the host: that grows with the containers)."""
+        try:
+            return os.stat(self.merged).st_dev != os.stat(self.directory).st_dev
+        except FileNotFoundError:
+            return False
 
     def mount(
         self,
