@@ -19,7 +19,7 @@ from composer.discovery import ContainerFiles, refresh_hosts, write_files
 from composer.errors import ComposerError
 from composer.locks import stack_lock
 from composer.networks import attachments, ensure_networks, remove_networks
-from composer.planner import Action, Observed, Plan, PlanOptions, config_hashes, plan
+from composer.planner import Action, Fingerprint, Observed, Plan, PlanOptions, fingerprints, plan
 from composer.settings import Settings
 from composer.state import ContainerRecord, PortRecord, StackRecord, StateStore
 from engine.supervisor import ensure_supervisor
@@ -35,7 +35,9 @@ __all__ = ["UpError", "UpResult", "down", "observe", "up"]
 SUPERVISOR: Final = "composer.reconciler"  # the program of a stack's supervisor
 LABEL_SERVICE: Final = "composer.service"
 LABEL_NUMBER: Final = "composer.number"
-LABEL_HASH: Final = "composer.config-hash"
+LABEL_HASH: Final = "composer.config-hash"  # what `composer config --hash` prints
+LABEL_IMAGE: Final = "composer.image"
+LABEL_DEPENDENCIES: Final = "composer.dependencies-hash"
 _CONCURRENCY: Final = 8  # containers made or started at once (threads; 2 cores here)
 
 
@@ -67,10 +69,11 @@ def observe(runtime: Runtime, project: str) -> list[Observed]:
         labels = dict(container.config.labels)
         if container.config.group != project or LABEL_SERVICE not in labels:
             continue
-        found.append(
-            Observed(container_id, labels[LABEL_SERVICE], int(labels.get(LABEL_NUMBER, "1")),
-                     labels.get(LABEL_HASH, ""), container.state.status)
-        )  # fmt: skip
+        made_from = Fingerprint(labels.get(LABEL_HASH, ""), labels.get(LABEL_IMAGE, ""),
+                                labels.get(LABEL_DEPENDENCIES, ""))  # fmt: skip
+        found.append(Observed(container_id, labels[LABEL_SERVICE],
+                              int(labels.get(LABEL_NUMBER, "1")), made_from,
+                              container.state.status))  # fmt: skip
     return found
 
 
@@ -149,7 +152,7 @@ def up(
             project, store, settings.address_pools, outbound_nat=settings.outbound_nat
         )
         runtime = _runtime(settings)
-        hashes = config_hashes(stack, {name: image.id for name, image in images.items()})
+        hashes = fingerprints(stack, {name: image.id for name, image in images.items()})
         observed = observe(runtime, project.name)
         the_plan = plan(stack, hashes, observed, options)
         _check_names(runtime, project.name, the_plan)
@@ -217,7 +220,7 @@ class _Executor:
         runtime: Runtime,
         store: StateStore,
         the_plan: Plan,
-        hashes: dict[str, str],
+        hashes: dict[str, Fingerprint],
         nets: dict[str, list[Attachment]],
         report: Progress,
     ) -> None:
@@ -286,12 +289,16 @@ class _Executor:
         from engine.errors import EngineError
 
         reported = False
+        until = time.monotonic() + 2  # for an exit record
         while True:
             try:
                 state = self.runtime.get(name).state
             except EngineError:
                 raise _Failed(f"dependency {needed}: container {name} does not exist") from None
             health = getattr(state, "health", "")
+            if state.status == "exited" and state.exit_code is None and time.monotonic() < until:
+                time.sleep(0.01)  # ended; its shim is writing down how
+                continue
             if condition == "service_started":
                 if state.status != "created":
                     return
@@ -360,6 +367,7 @@ class _Executor:
 
         project = self.stack.project
         service = project.services[action.service]
+        made_from = self.hashes[action.service]
         if self.runtime.containers.joinpath(action.name).exists():
             self.runtime.remove(action.name, force=True)  # half made by an interrupted `up`
         files = _files(self.settings, project.name, action.name)
@@ -373,11 +381,12 @@ class _Executor:
             project, action.service, action.number, self.images[action.service],
             open_store(self.settings), self.settings, files=files.mounts(), raw=self.stack.raw,
             joined=joined, networks=tuple(self.nets.get(action.name, ())),
-            labels=((LABEL_HASH, self.hashes[action.service]),),
+            labels=((LABEL_HASH, made_from.config), (LABEL_IMAGE, made_from.image),
+                    (LABEL_DEPENDENCIES, made_from.dependencies)),
         )  # fmt: skip
         with self.store.transaction():
             self.store.put_container(ContainerRecord(action.name, project.name, action.service,
-                                                     action.number, self.hashes[action.service],
+                                                     action.number, made_from.config,
                                                      ""))  # fmt: skip
             self.store.put_config(action.name, config.to_json())
         self.runtime.create(config)

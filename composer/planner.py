@@ -2,9 +2,10 @@
 to do to each container — create, recreate, start, keep or remove — decided before anything is
 touched. Pure: no kernel, no store; `converge` executes the plan.
 
-A container is recreated when its configuration hash differs from the one it was made with:
-the service's definition (`composer config --hash`), the image it runs, and the hashes of the
-services it depends on with `restart: true` or whose network namespace it joins.
+A container is recreated when its fingerprint differs from the one it was made with: the
+service's configuration hash (what `composer config --hash` prints), the image it runs, and
+the fingerprints of the services it depends on with `restart: true` or whose network
+namespace it joins.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Action",
+    "Fingerprint",
     "Observed",
     "Plan",
     "PlanOptions",
-    "config_hashes",
+    "fingerprints",
     "plan",
     "replicas",
     "selected_services",
@@ -34,14 +36,40 @@ ActionKind = Literal["create", "recreate", "start", "keep", "remove"]
 
 
 @dataclass(frozen=True)
+class Fingerprint:
+    """What a service's containers are made from: its configuration hash, its image, and a
+    digest of the fingerprints of the services it follows (restart: true, network_mode)."""
+
+    config: str
+    image: str = ""
+    dependencies: str = ""
+
+    def differs(self, other: Fingerprint) -> str:
+        """Why a container made with `other` is not what this says ("" when it is)."""
+        if other.config != self.config:
+            return "configuration changed"
+        if other.image != self.image:
+            return "image changed"
+        if other.dependencies != self.dependencies:
+            return "a dependency changed"
+        return ""
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(
+            f"{self.config} {self.image} {self.dependencies}".encode()
+        ).hexdigest()
+
+
+@dataclass(frozen=True)
 class Observed:
-    """A container of the stack as it exists: its service and replica number, the hash it was
-    made with, and its state (created, running, paused, restarting, exited)."""
+    """A container of the stack as it exists: its service and replica number, the fingerprint
+    it was made with, and its state (created, running, paused, restarting, exited)."""
 
     name: str
     service: str
     number: int
-    config_hash: str
+    fingerprint: Fingerprint
     status: str
 
 
@@ -114,29 +142,35 @@ def selected_services(stack: Stack, options: PlanOptions) -> list[str]:
     return [s for s in enabled if s in chosen]
 
 
-def config_hashes(stack: Stack, image_ids: dict[str, str]) -> dict[str, str]:
-    """Each service's configuration hash: its definition, its image, and the hashes of the
-    services it depends on with `restart: true` or whose network it joins."""
-    from composer.config.serialize import service_hash
+def fingerprints(stack: Stack, image_ids: dict[str, str]) -> dict[str, Fingerprint]:
+    """Each service's fingerprint: its configuration hash, its image, and the fingerprints of
+    the services it depends on with `restart: true` or whose network it joins."""
+    from composer.config.serialize import project_to_dict, service_hash
 
     project = stack.project
-    result: dict[str, str] = {}
+    normal = project_to_dict(project)
+    result: dict[str, Fingerprint] = {}
     for generation in stack.graph.start_order():
         for name in generation:
             service = project.services[name]
-            parts = [service_hash(project, name), image_ids.get(name, "")]
+            followed = []
             for target, dependency in sorted((service.depends_on or {}).items()):
                 if dependency.restart and target in result:
-                    parts.append(f"{target}={result[target]}")
+                    followed.append(f"{target}={result[target].digest}")
             mode = service.network_mode or ""
             if mode.startswith("service:") and mode[8:] in result:
-                parts.append(f"network={result[mode[8:]]}")
-            result[name] = hashlib.sha256("\n".join(parts).encode()).hexdigest()
+                followed.append(f"network={result[mode[8:]].digest}")
+            digest = hashlib.sha256("\n".join(followed).encode()).hexdigest() if followed else ""
+            result[name] = Fingerprint(service_hash(project, name, normal),
+                                       image_ids.get(name, ""), digest)  # fmt: skip
     return result
 
 
 def plan(
-    stack: Stack, hashes: dict[str, str], observed: list[Observed], options: PlanOptions
+    stack: Stack,
+    wanted: dict[str, Fingerprint],
+    observed: list[Observed],
+    options: PlanOptions,
 ) -> Plan:
     """What to do to each container so that the selected services run as the stack says."""
     project = stack.project
@@ -163,7 +197,7 @@ def plan(
         for number in range(1, count + 1):
             name = container_name(project.name, service, number, definition.container_name)
             current = existing.get(number)
-            actions.append(_decide(service, number, name, current, hashes[service], options))
+            actions.append(_decide(service, number, name, current, wanted[service], options))
         for number in sorted(n for n in existing if n > count):
             actions.append(Action("remove", service, number, existing[number].name, "scale"))
     orphans = tuple(
@@ -179,7 +213,7 @@ def _decide(
     number: int,
     name: str,
     current: Observed | None,
-    wanted_hash: str,
+    wanted: Fingerprint,
     options: PlanOptions,
 ) -> Action:
     if current is None:
@@ -188,8 +222,9 @@ def _decide(
         return Action("recreate", service, number, name, "container_name changed", current.name)
     if options.force_recreate:
         return Action("recreate", service, number, name, "--force-recreate", current.name)
-    if current.config_hash != wanted_hash and not options.no_recreate:
-        return Action("recreate", service, number, name, "configuration changed", current.name)
+    changed = wanted.differs(current.fingerprint)
+    if changed and not options.no_recreate:
+        return Action("recreate", service, number, name, changed, current.name)
     if current.status in ("running", "paused", "restarting"):
         return Action("keep", service, number, name)
     return Action("start", service, number, name)

@@ -127,10 +127,11 @@ def to_json(data: Any) -> str:
     return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
 
 
-def service_hash(project: Project, service: str) -> str:
+def service_hash(project: Project, service: str, normal: dict[str, Any] | None = None) -> str:
     """A stable digest of what makes `service`'s containers what they are; equal stacks give
-    equal hashes on any machine, and a change to any key outside HASH_EXCLUDED changes it."""
-    config = project_to_dict(project)["services"][service] or {}
+    equal hashes on any machine, and a change to any key outside HASH_EXCLUDED changes it.
+    `normal`: project_to_dict(project), when the caller has it already."""
+    config = (normal or project_to_dict(project))["services"][service] or {}
     relevant = {
         k: v for k, v in config.items() if k not in HASH_EXCLUDED and not k.startswith("x-")
     }
