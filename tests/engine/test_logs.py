@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from pathlib import Path
 
-from engine.container.logs import pump, read_log
+from engine.container.logs import LogReader, pump, read_log
 
 
 def append(directory: Path, stream: str, data: bytes) -> None:
@@ -76,3 +77,46 @@ def test_nothing_is_lost_while_the_container_writes_during_pumps(tmp_path: Path)
     pump(tmp_path)
     texts = [line.text for line in read_log(tmp_path)]
     assert texts == [f"line {n}\n" for n in range(20000)]
+
+
+def test_a_follower_sees_each_line_once_while_pumps_move_and_rotate_them(tmp_path: Path) -> None:
+    done = threading.Event()
+
+    def writer() -> None:
+        fd = os.open(tmp_path / "stdout", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        for n in range(20000):
+            os.write(fd, f"line {n}\n".encode())
+            if n % 500 == 0:
+                time.sleep(0.002)  # room for pumps (and rotations) between writes
+        os.close(fd)
+
+    def pumper() -> None:
+        while not done.is_set():
+            pump(tmp_path, max_size=20000, keep=1000)
+        pump(tmp_path, max_size=20000, keep=1000)
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=pumper)]
+    for thread in threads:
+        thread.start()
+    seen: list[str] = []
+    with LogReader(tmp_path, keep=1000) as reader:
+        while threads[0].is_alive():
+            seen += [line.text for line in reader.read()]
+        done.set()
+        threads[1].join()
+        seen += [line.text for line in reader.read(final=True)]
+    threads[0].join()
+    assert seen == [f"line {n}\n" for n in range(20000)]
+    assert len(list(tmp_path.glob("container.log.*"))) >= 2  # it rotated meanwhile
+
+
+def test_a_follower_reads_the_raw_files_when_nothing_pumps(tmp_path: Path) -> None:
+    with LogReader(tmp_path) as reader:
+        assert reader.read() == []
+        append(tmp_path, "stdout", b"out\npart")
+        append(tmp_path, "stderr", b"err\n")
+        assert [(line.stream, line.text) for line in reader.read()] == [("stdout", "out\n"), ("stderr", "err\n")]
+        assert reader.read() == []
+        pump(tmp_path)  # moves what was shown: not shown again
+        assert reader.read() == []
+        assert [line.text for line in reader.read(final=True)] == ["part"]
