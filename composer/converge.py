@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from engine.network.ports import PortBinding
     from engine.network.veth import Attachment
 
-__all__ = ["UpError", "UpResult", "down", "observe", "up"]
+__all__ = ["UpError", "UpResult", "down", "observe", "one_off", "remove_one_off", "up"]
 
 SUPERVISOR: Final = "composer.reconciler"  # the program of a stack's supervisor
 LABEL_SERVICE: Final = "composer.service"
@@ -38,6 +38,7 @@ LABEL_NUMBER: Final = "composer.number"
 LABEL_HASH: Final = "composer.config-hash"  # what `composer config --hash` prints
 LABEL_IMAGE: Final = "composer.image"
 LABEL_DEPENDENCIES: Final = "composer.dependencies-hash"
+LABEL_ONE_OFF: Final = "composer.oneoff"  # a `composer run` container: no replica of its service
 _CONCURRENCY: Final = 8  # containers made or started at once (threads; 2 cores here)
 
 
@@ -68,6 +69,8 @@ def observe(runtime: Runtime, project: str) -> list[Observed]:
             continue  # removed meanwhile
         labels = dict(container.config.labels)
         if container.config.group != project or LABEL_SERVICE not in labels:
+            continue
+        if labels.get(LABEL_ONE_OFF):
             continue
         made_from = Fingerprint(labels.get(LABEL_HASH, ""), labels.get(LABEL_IMAGE, ""),
                                 labels.get(LABEL_DEPENDENCIES, ""))  # fmt: skip
@@ -482,6 +485,72 @@ def _publish(
         )  # fmt: skip
     for name in [a.name for a in wanted] + removed:
         store.put_ports(name, by_target.get(name, []))
+
+
+def one_off(
+    stack: Stack,
+    settings: Settings,
+    image: Image,
+    service: str,
+    command: tuple[str, ...] = (),
+    env: tuple[str, ...] = (),
+    *,
+    waiting: Callable[[], None] | None = None,
+) -> str:
+    """Create and start a one-off container of `service` (`composer run`): on the service's
+    networks, with `command` instead of the service's when given and `env` added, no
+    published ports. Its name: PROJECT-SERVICE-run-RANDOM."""
+    import secrets
+
+    from composer.images import open_store
+
+    project = stack.project
+    definition = project.services[service]
+    name = f"{project.name}-{service}-run-{secrets.token_hex(6)}"
+    environment = dict(definition.environment or {})
+    for entry in env:
+        key, _, value = entry.partition("=")
+        environment[key] = value
+    update: dict[str, object] = {"container_name": name, "ports": None, "scale": None,
+                                 "environment": environment}  # fmt: skip
+    if command:
+        update["command"] = list(command)
+    changed = definition.model_copy(update=update)
+    project = project.model_copy(update={"services": {**project.services, service: changed}})
+    with stack_lock(settings.root, project.name, waiting), StateStore(settings.root) as store:
+        records = ensure_networks(project, store, settings.address_pools,
+                                  outbound_nat=settings.outbound_nat)  # fmt: skip
+        runtime = _runtime(settings)
+        mode = changed.network_mode or ""
+        nets = attachments(project, service, name, records, store) if not mode else []
+        files = _files(settings, project.name, name)
+        write_files(files, changed, changed.hostname or name, store, name)
+        kind, _, target = mode.partition(":")
+        joined = None
+        if kind == "service":
+            joined = next((o.name for o in observe(runtime, project.name) if o.service == target),
+                          target)  # fmt: skip
+        elif kind == "container":
+            joined = target
+        config = container_config(project, service, 1, image, open_store(settings), settings,
+                                  files=files.mounts(), joined=joined, networks=tuple(nets),
+                                  labels=((LABEL_ONE_OFF, "True"),))  # fmt: skip
+        with store.transaction():
+            store.put_container(ContainerRecord(name, project.name, service, 0, "", ""))
+            store.put_config(name, config.to_json())
+        runtime.create(config)
+        runtime.start(name)
+        ours = {c.id for c in store.containers(project.name)}
+        refresh_hosts(store, {n: _files(settings, project.name, n) for n in ours})
+    return name
+
+
+def remove_one_off(settings: Settings, project: str, name: str) -> None:
+    """Remove a one-off container (`run --rm`) and rewrite its peers' hosts files."""
+    with stack_lock(settings.root, project), StateStore(settings.root) as store:
+        _remove_container(_runtime(settings), store, settings, name)
+        ours = {c.id for c in store.containers(project)}
+        refresh_hosts(store, {n: _files(settings, project, n) for n in ours})
 
 
 def down(

@@ -28,9 +28,10 @@ def attach(
     abort_on_exit: bool,
     exit_code_from: str | None,
     timeout: float | None,
+    prefix: bool = True,
 ) -> int:
     """Show the output of `names` until they all end, Ctrl-C, or (with `abort_on_exit`) the
-    first ends; the exit code docker compose gives."""
+    first ends; the exit code docker compose gives. `prefix`: each line says whose it is."""
     from engine.cgroups import detect
     from engine.container.runtime import Runtime
 
@@ -40,6 +41,8 @@ def attach(
     prefixes = {}
     for index, name in enumerate(names):
         text = f"{_short(stack, name):<{width}}  | "
+        if not prefix:
+            text = ""
         prefixes[name] = click.style(text, fg=_COLOURS[index % len(_COLOURS)]) if colour else text
     shown = dict.fromkeys(names, 0)
     interrupted = []
@@ -55,9 +58,10 @@ def attach(
             time.sleep(0.1)
     finally:
         signal.signal(signal.SIGINT, previous)
-    if interrupted or abort_on_exit:
+    running = [n for n in names if runtime.get(n).state.status in ("running", "paused")]
+    if running and (interrupted or abort_on_exit):
         click.echo("Gracefully stopping... (press Ctrl+C again to force)", err=True)
-        _stop(runtime, names, timeout)
+        _stop(runtime, running, timeout)
     for name in names:
         _show(runtime, name, shown[name], prefixes[name])
     if exit_code_from:

@@ -14,10 +14,18 @@ import click
 from composer import __version__
 from composer.cli.config_cmd import config
 from composer.cli.context import Context
+from composer.cli.events_cmd import events
 from composer.cli.exec_cmd import exec_
 from composer.cli.image_cmd import image
+from composer.cli.inspect_cmd import inspect
+from composer.cli.lifecycle_cmd import kill, pause, restart, rm, start, stop, unpause
+from composer.cli.listing_cmd import images, ls
+from composer.cli.logs_cmd import logs
+from composer.cli.process_cmd import stats, top
 from composer.cli.pull_cmd import pull
+from composer.cli.serve_cmd import serve
 from composer.cli.stack_cmd import port, ps
+from composer.cli.run_cmd import run
 from composer.cli.up_cmd import down, up
 from composer.errors import ComposerError, StackError, UsageError
 from engine.errors import EngineError
@@ -75,9 +83,25 @@ cli.add_command(exec_)
 cli.add_command(image)
 cli.add_command(pull)
 cli.add_command(up)
+cli.add_command(run)
 cli.add_command(down)
+cli.add_command(serve)
 cli.add_command(ps)
 cli.add_command(port)
+cli.add_command(logs)
+cli.add_command(start)
+cli.add_command(stop)
+cli.add_command(restart)
+cli.add_command(kill)
+cli.add_command(rm)
+cli.add_command(pause)
+cli.add_command(unpause)
+cli.add_command(top)
+cli.add_command(stats)
+cli.add_command(events)
+cli.add_command(inspect)
+cli.add_command(images)
+cli.add_command(ls)
 
 
 def main(argv: list[str] | None = None) -> int:

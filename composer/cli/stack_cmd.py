@@ -2,74 +2,120 @@
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from composer.cli.context import Context
 from composer.errors import ComposerError, UsageError
 
+if TYPE_CHECKING:
+    from composer.cli.target import Target
+    from composer.stackview import Member
+    from composer.state import NetworkRecord, PortRecord
+
 __all__ = ["port", "ps"]
 
-
-def _project_name(ctx: Context, stack_file: str | None) -> str:
-    from composer.config.loader import load_stack
-
-    if ctx.project_name and not ctx.files and stack_file is None:
-        return ctx.project_name
-    return load_stack(ctx.with_stack_file(stack_file).load_options()).project.name
+_STATES = ("created", "running", "restarting", "paused", "exited", "dead")
 
 
 @click.command()
-@click.argument("stack_file", required=False)
+@click.argument("args", nargs=-1, metavar="[STACK_FILE] [SERVICE]...")
 @click.option("-a", "--all", "show_all", is_flag=True, help="Stopped containers too.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="Output format.")  # fmt: skip
+@click.option("--services", "names_only", is_flag=True, help="Print the services only.")
+@click.option("-q", "--quiet", is_flag=True, help="Print the container names only.")
+@click.option("--status", multiple=True, type=click.Choice(_STATES),
+              help="Only containers in this state (repeatable; implies -a).")  # fmt: skip
+@click.option("--no-trunc", is_flag=True, help="Do not shorten the commands.")
 @click.pass_obj
-def ps(ctx: Context, stack_file: str | None, show_all: bool, fmt: str) -> None:
-    """List the stack's containers: service, state, addresses and published ports."""
+def ps(
+    ctx: Context,
+    args: tuple[str, ...],
+    show_all: bool,
+    fmt: str,
+    names_only: bool,
+    quiet: bool,
+    status: tuple[str, ...],
+    no_trunc: bool,
+) -> None:
+    """List the stack's containers (running ones, or all with -a): image, command, service,
+    state, health, networks and published ports."""
     import json
 
-    from composer.settings import Settings
+    from composer.cli.target import open_target
+    from composer.stackview import ACTIVE
     from composer.state import StateStore
-    from engine.cgroups import detect
-    from engine.container.runtime import Runtime
-    from engine.errors import EngineError
 
-    project = _project_name(ctx, stack_file)
-    settings = Settings.load()
-    runtime = Runtime(settings.root, detect())
-    rows: list[dict[str, Any]] = []
-    with StateStore(settings.root) as store:
-        ports = store.ports(project)
-        for record in store.containers(project):
-            try:
-                state = runtime.get(record.id).state
-            except EngineError:
-                continue
-            if state.status != "running" and not show_all:
-                continue
-            published = [
-                f"{_host(p.host_ip)}:{p.host_port}->{p.container_port}/{p.protocol}"
-                for p in ports
-                if p.container == record.id
-            ]
-            addresses = [a.address for a in store.addresses(container=record.id)]
-            status = state.status if state.status != "exited" else f"exited ({state.exit_code})"
-            rows.append({"Name": record.id, "Service": record.service, "State": status,
-                         "Addresses": addresses, "Ports": published})  # fmt: skip
+    target = open_target(ctx, args)
+    members = target.members()
+    if status:
+        members = [m for m in members if m.state.status in status]
+    elif not show_all:
+        members = [m for m in members if m.state.status in ACTIVE]
+    if names_only or quiet:
+        names = [m.service for m in members] if names_only else [m.name for m in members]
+        for name in dict.fromkeys(names):
+            click.echo(name)
+        return
+    with StateStore(target.settings.root) as store:
+        ports, networks = store.ports(target.view.project), store.networks()
+    rows = [_ps_row(target, m, ports, networks) for m in members]
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from composer.cli.table import print_table
 
-    table = Table(box=None, pad_edge=False)
-    for column in ("NAME", "SERVICE", "STATE", "ADDRESSES", "PORTS"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(row["Name"], row["Service"], row["State"], ", ".join(row["Addresses"]),
-                      ", ".join(row["Ports"]))  # fmt: skip
-    Console(soft_wrap=True).print(table)
+    print_table(("NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS"), [
+        (r["Name"], r["Image"], _quoted(r["Command"], no_trunc), r["Service"], r["RunningFor"],
+         r["Status"], r["Ports"]) for r in rows
+    ])  # fmt: skip
+
+
+def _publisher(port: PortRecord) -> dict[str, Any]:
+    return {"URL": port.host_ip or "0.0.0.0", "TargetPort": port.container_port,
+            "PublishedPort": port.host_port, "Protocol": port.protocol}  # fmt: skip
+
+
+def _quoted(command: str, whole: bool) -> str:
+    """A command as `docker ps` shows it: quoted, cut at 20 characters with an ellipsis."""
+    return f'"{command if whole or len(command) <= 20 else command[:19] + "…"}"'
+
+
+def _ps_row(
+    target: Target, member: Member, ports: list[PortRecord], networks: list[NetworkRecord]
+) -> dict[str, Any]:
+    """What `docker compose ps --format json` says of a container (Networks: name → IPv4
+    address)."""
+    from composer.cli.humanize import health_of, human_duration, status_text
+    from composer.stackview import ACTIVE, attached_networks
+
+    state = member.state
+    created = member.created
+    live = state.status in ACTIVE
+    published = [p for p in ports if p.container == member.name and live]
+    return {
+        "ID": member.name,
+        "Name": member.name,
+        "Image": target.view.image(member, target.settings),
+        "Command": " ".join(member.config.argv),
+        "Project": target.view.project,
+        "Service": member.service,
+        "Created": int(created),
+        "RunningFor": human_duration(time.time() - created) + " ago",
+        "State": state.status,
+        "Status": status_text(state),
+        "Health": health_of(state),
+        "ExitCode": state.exit_code or 0,
+        "Pid": state.pid,
+        "Networks": {name: str(a.address.ip) for name, a in attached_networks(member, networks)},
+        "Publishers": [_publisher(p) for p in published],
+        "Ports": ", ".join(
+            f"{_host(p.host_ip)}:{p.host_port}->{p.container_port}/{p.protocol}" for p in published
+        ),
+    }
 
 
 def _host(ip: str) -> str:
