@@ -23,7 +23,7 @@ services:
     command: ["sh", "-c", "trap 'exit 0' TERM; sleep 300 & wait"]
   job:
     image: busybox:test
-    command: ["sh", "-c", "sleep 0.5; exit 4"]
+    command: ["sh", "-c", "sleep 2; exit 4"]
 """
 HISTORY = ("--since", "1h", "--until", "0s")
 
