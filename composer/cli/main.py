@@ -23,9 +23,9 @@ from composer.cli.listing_cmd import images, ls
 from composer.cli.logs_cmd import logs
 from composer.cli.process_cmd import stats, top
 from composer.cli.pull_cmd import pull
+from composer.cli.run_cmd import run
 from composer.cli.serve_cmd import serve
 from composer.cli.stack_cmd import port, ps
-from composer.cli.run_cmd import run
 from composer.cli.up_cmd import down, up
 from composer.errors import ComposerError, StackError, UsageError
 from engine.errors import EngineError
