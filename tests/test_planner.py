@@ -129,7 +129,7 @@ def test_scale_adds_and_removes_replicas_highest_first(tmp_path: Path) -> None:
 def test_orphans_are_reported_and_removed_only_when_asked(tmp_path: Path) -> None:
     stack = load(tmp_path)
     hashes = fingerprints(stack, {})
-    observed = running(stack, hashes) + [Observed("demo-old-1", "old", 1, Fingerprint("x"), "running")]
+    observed = [*running(stack, hashes), Observed("demo-old-1", "old", 1, Fingerprint("x"), "running")]
     kept = plan(stack, hashes, observed, PlanOptions())
     assert [o.name for o in kept.orphans] == ["demo-old-1"] and "demo-old-1" not in kinds(kept)
     removed = plan(stack, hashes, observed, PlanOptions(remove_orphans=True))
