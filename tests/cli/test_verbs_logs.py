@@ -103,6 +103,7 @@ services:
     command: ["sh", "-c", "echo before; trap 'echo after; exit 0' USR1; sleep 300 & wait"]
 """)
     assert until(lambda: cli(stack, "logs").out == "talk-1  | before\n")
+    assert until(lambda: supervisor_pid(cli.stacks.root, stack.project.name) is not None)
     pid = supervisor_pid(cli.stacks.root, stack.project.name)
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
