@@ -16,6 +16,8 @@ from composer.process import resolve_process
 from composer.settings import Settings
 from engine.cgroups.base import CgroupLimits
 from engine.container.config import ContainerConfig
+from engine.container.health import HealthConfig
+from engine.container.launch import ContainerError
 from engine.container.spec import DEFAULT_CAPABILITIES, Mount, Rlimit
 from engine.images.store import Image, ImageStore
 from engine.linux import CAPABILITIES
@@ -299,6 +301,24 @@ def container_config(
     cid = container_name(project.name, name, number, service.container_name)
     log_driver, log_size, log_files = _logging(ctx)
     uid_map, gid_map = _user_namespace(ctx)
+    # `restart`, else deploy.restart_policy (its condition defaults to any, as the spec says)
+    restart = service.restart
+    policy = service.deploy.restart_policy if service.deploy else None
+    if restart is None and policy is not None:
+        condition = {"any": "always", "none": "no"}.get(policy.condition or "any", "on-failure")
+        limit = policy.max_attempts if condition == "on-failure" else None
+        restart = f"{condition}:{limit}" if limit else condition
+    # The service's healthcheck over the image's, already resolved (see composer.process).
+    health, healthcheck = process.healthcheck, None
+    try:
+        if health is not None:
+            healthcheck = HealthConfig.from_test(
+                health.test, interval=health.interval, timeout=health.timeout,
+                retries=health.retries, start_period=health.start_period,
+                start_interval=health.start_interval,
+            )  # fmt: skip
+    except ContainerError as exc:
+        raise _fail(ctx, str(exc), "healthcheck") from exc
     return ContainerConfig(
         id=cid,
         image_id=image.id,
@@ -339,6 +359,8 @@ def container_config(
         stop_grace_period=float(service.stop_grace_period or 10.0),
         uid_map=uid_map,
         gid_map=gid_map,
+        restart=restart or "no",
+        healthcheck=healthcheck,
         labels=(
             ("composer.project", project.name),
             ("composer.service", name),

@@ -1,8 +1,10 @@
 """The supervisor of a group of containers (a stack): a long-running process that moves their
 output into their logs and notices when they end, the moment they end (pidfd), whoever started
-them. One per group, at most: a second one exits at once. Killed, it loses nothing: containers
-keep running (their shims wait for them and record how they end), their output waits in their
-raw files, and the next supervisor adopts them by pid and start time.
+them; it restarts them by their restart policy (engine.restarter) and runs their healthchecks
+(engine.prober), all from one select loop. One per group, at most: a second one exits at once.
+Killed, it loses nothing: containers keep running (their shims wait for them and record how
+they end), their output waits in their raw files, and the next supervisor adopts them by pid
+and start time, and decides about those that ended meanwhile.
 
 Run: `python -m engine.supervisor STATE_ROOT GROUP` (start it with `ensure_supervisor`). It
 writes what it sees to `STATE_ROOT/run/GROUP.events` (JSON lines) and exits once its group
@@ -31,11 +33,13 @@ from engine.errors import EngineError
 from engine.files import write_atomic
 
 if TYPE_CHECKING:
+    from engine.container.runtime import Container, State
     from engine.network.ports import PortBinding, ProxyThread, PublishedPort
 
 __all__ = ["Supervisor", "Watcher", "ensure_supervisor", "publish", "supervisor_pid"]
 
 _PUMP_INTERVAL: Final = 0.25
+_EXIT_RECORD_WAIT: Final = 5.0  # seconds a shim may take to record how its container ended
 
 
 def _run_dir(root: Path) -> Path:
@@ -193,6 +197,8 @@ class Supervisor:
     ) -> None:
         from engine.cgroups import detect
         from engine.container.runtime import Runtime
+        from engine.prober import Prober
+        from engine.restarter import Restarter
 
         self.root = root
         self.group = group
@@ -202,6 +208,10 @@ class Supervisor:
         self._limits: dict[str, tuple[int, int]] = {}  # container id → log size, files kept
         self._events = _run_dir(root) / f"{group}.events"
         self.watchers = watchers
+        self.restarter = Restarter(self.runtime, self._event)
+        self.prober = Prober(self.runtime, self._event)
+        self._decided: dict[str, str] = {}  # container id → start of its last run seen ended
+        self._unrecorded: dict[str, float] = {}  # container id → since when its end is unknown
 
     def event(self, kind: str, container_id: str, **details: object) -> None:
         """Write an event (a JSON line) to the group's events file."""
@@ -213,24 +223,47 @@ class Supervisor:
         with open(self._events, "a") as f:
             f.write(line + "\n")
 
-    def _members(self) -> list[str]:
+    def _members(self) -> list[Container]:
         members = []
         for container_id in self.runtime.ids():
             with contextlib.suppress(Exception):
-                if self.runtime.get(container_id).config.group == self.group:
-                    members.append(container_id)
+                container = self.runtime.get(container_id)
+                if container.config.group == self.group:
+                    members.append(container)
         return members
 
     def _adopt(self) -> None:
-        """Watch every running member not watched yet (new ones, or after a restart)."""
+        """Watch every running member not watched yet (new ones, or after a restart); decide
+        about those that ended unseen (before this supervisor watched them)."""
         watched = set(self._watched.values())
-        for container_id in self._members():
+        for container in self._members():
+            container_id, state = container.id, container.state
             if container_id in watched:
                 continue
-            fd = self.runtime.pidfd(container_id)
-            if fd is not None:
-                self._watched[fd] = container_id
-                self._event("watch", container_id)
+            if state.status in ("running", "paused"):
+                fd = self.runtime.pidfd(container_id)
+                if fd is not None:
+                    self._watched[fd] = container_id
+                    self._event("watch", container_id)
+                    if container.config.restart != "no":
+                        self.runtime.preload(container.config)  # a fast first restart
+                    if container.config.healthcheck is not None:
+                        self.prober.watch(container_id, container.config.healthcheck, state)
+            elif state.status in ("exited", "restarting"):
+                self._ended_unseen(container_id, state)
+
+    def _ended_unseen(self, container_id: str, state: State) -> None:
+        """Decide about a run that ended before this supervisor watched it (once its end is
+        recorded, or surely will not be)."""
+        if self._decided.get(container_id) == state.started_at:
+            return
+        if state.exit_code is None:  # its shim may not have written how it ended yet
+            since = self._unrecorded.setdefault(container_id, time.monotonic())
+            if time.monotonic() - since < _EXIT_RECORD_WAIT:
+                return
+        self._unrecorded.pop(container_id, None)
+        self._decided[container_id] = state.started_at
+        self.restarter.ended(container_id, state)
 
     def _pump(self, container_id: str, final: bool = False) -> None:
         from engine.container.logs import pump
@@ -244,7 +277,8 @@ class Supervisor:
     def _ended(self, fd: int) -> str:
         container_id = self._watched.pop(fd)
         os.close(fd)
-        state = self.runtime.wait(container_id, 5)
+        self.prober.forget(container_id)
+        state = self.runtime.wait(container_id, 0)  # not longer: it may run again already
         with contextlib.suppress(Exception):
             self._pump(container_id, final=True)
         self._event(
@@ -254,7 +288,16 @@ class Supervisor:
             signal=state.signal,
             oom_killed=state.oom_killed,
         )
+        if state.status not in ("running", "paused"):  # else started again meanwhile
+            self._decided[container_id] = state.started_at
+            self.restarter.ended(container_id, state)
         return container_id
+
+    def _timeout(self) -> float:
+        """How long the loop may wait: until the next restart or probe is due, at most
+        _PUMP_INTERVAL."""
+        times = [_PUMP_INTERVAL, self.restarter.timeout(), self.prober.timeout()]
+        return min(t for t in times if t is not None)
 
     def run(self) -> None:
 
@@ -269,29 +312,35 @@ class Supervisor:
             while True:
                 ports.sync()
                 self._adopt()
+                self.prober.run_due()
                 extra = {fd: w for w in self.watchers for fd in w.fds()}
+                probes = set(self.prober.fds())
                 ready, _, _ = select.select(
-                    [*self._watched, *extra, wake_r], [], [], _PUMP_INTERVAL
+                    [*self._watched, *probes, *extra, wake_r], [], [], self._timeout()
                 )
-                ended = []
+                # Ends first: a probe of a container that ended is dropped, not recorded.
+                ended = [self._ended(fd) for fd in ready if fd in self._watched]
                 for fd in ready:
                     if fd == wake_r:
                         with contextlib.suppress(BlockingIOError):
                             os.read(wake_r, 512)
                     elif fd in extra:
                         extra[fd].ready(fd)
-                    else:
-                        ended.append(self._ended(fd))
+                    elif fd in probes:
+                        self.prober.ready(fd)
+                self.restarter.run_due()
                 for watcher in self.watchers:
                     watcher.turn(ended)
                 for container_id in list(self._watched.values()):
                     with contextlib.suppress(OSError):
                         self._pump(container_id)
-                if self._watched or ports.serving or any(w.busy() for w in self.watchers):
+                busy = self._watched or ports.serving or self.restarter.pending()
+                if busy or any(w.busy() for w in self.watchers):
                     quiet_since = time.monotonic()
                 elif time.monotonic() - quiet_since > self.idle:
                     return
         finally:
+            self.prober.close()
             ports.close()
 
 

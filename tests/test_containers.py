@@ -10,6 +10,7 @@ import pytest
 from composer.containers import container_config
 from composer.errors import ComposerError, StackError
 from composer.settings import Settings
+from engine.container.health import HealthConfig
 from engine.container.spec import DEFAULT_CAPABILITIES
 from engine.images.manifest import parse_config
 from engine.images.store import Image
@@ -144,3 +145,46 @@ def test_an_unknown_userns_mode_is_reported_at_its_key(write: Write, load: Load,
     [problem] = caught.value.problems
     assert problem.path == "services.web.userns_mode" and "auto, host" in str(problem)
     assert problem.location is not None and problem.location.line == 5
+
+
+def test_restart_is_the_containers_restart_policy(write: Write, load: Load, tmp_path: Path) -> None:
+    assert config_of(write, load, tmp_path, "image: busybox").restart == "no"
+    assert config_of(write, load, tmp_path, "image: busybox\nrestart: on-failure:3").restart == "on-failure:3"
+    assert config_of(write, load, tmp_path, "image: busybox\nrestart: unless-stopped").restart == "unless-stopped"
+
+
+@pytest.mark.parametrize(("policy", "restart"), [
+    ("{condition: any}", "always"),
+    ("{condition: none}", "no"),
+    ("{condition: on-failure}", "on-failure"),
+    ("{condition: on-failure, max_attempts: 4}", "on-failure:4"),
+    ("{max_attempts: 4}", "always"),  # condition defaults to any
+])  # fmt: skip
+def test_deploy_restart_policy_applies_when_restart_is_absent(write: Write, load: Load, tmp_path: Path, policy: str, restart: str) -> None:
+    assert config_of(write, load, tmp_path, f"image: busybox\ndeploy:\n  restart_policy: {policy}").restart == restart
+    both = config_of(write, load, tmp_path, f"image: busybox\nrestart: 'no'\ndeploy:\n  restart_policy: {policy}")
+    assert both.restart == "no"
+
+
+def test_a_healthcheck_becomes_the_containers_probe(write: Write, load: Load, tmp_path: Path) -> None:
+    config = config_of(write, load, tmp_path, "image: busybox\nhealthcheck:\n  test: curl -f http://localhost/ || exit 1\n  interval: 1m30s\n  timeout: 5s\n  retries: 5\n  start_period: 10s\n  start_interval: 1s")
+    assert config.healthcheck == HealthConfig(("/bin/sh", "-c", "curl -f http://localhost/ || exit 1"), interval=90.0, timeout=5.0, start_period=10.0, start_interval=1.0, retries=5)
+    exec_form = config_of(write, load, tmp_path, "image: busybox\nhealthcheck:\n  test: [CMD, pg_isready, -U, app]")
+    assert exec_form.healthcheck == HealthConfig(("pg_isready", "-U", "app"))  # Docker's defaults
+
+
+def test_a_disabled_healthcheck_is_none(write: Write, load: Load, tmp_path: Path) -> None:
+    assert config_of(write, load, tmp_path, "image: busybox").healthcheck is None
+    assert config_of(write, load, tmp_path, "image: busybox\nhealthcheck:\n  disable: true").healthcheck is None
+    assert config_of(write, load, tmp_path, "image: busybox\nhealthcheck:\n  test: [NONE]").healthcheck is None
+
+
+def test_a_healthcheck_without_test_takes_the_images(write: Write, load: Load, tmp_path: Path) -> None:
+    write("compose.yaml", "name: demo\nservices:\n  web:\n    image: app\n    healthcheck:\n      interval: 2s\n")
+    stack = load("compose.yaml")
+    probe = {"Test": ["CMD-SHELL", "test -e /ready"], "Interval": 10_000_000_000, "Retries": 7}
+    config = container_config(stack.project, "web", 1, image(Healthcheck=probe), FakeStore(), Settings(tmp_path / "state"))  # type: ignore[arg-type]
+    assert config.healthcheck == HealthConfig(("/bin/sh", "-c", "test -e /ready"), interval=2.0, retries=7)
+    write("compose.yaml", "name: demo\nservices:\n  web:\n    image: app\n    healthcheck: {disable: true}\n")
+    stack = load("compose.yaml")
+    assert container_config(stack.project, "web", 1, image(Healthcheck=probe), FakeStore(), Settings(tmp_path / "state")).healthcheck is None  # type: ignore[arg-type]

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from engine.cgroups.base import CgroupLimits
+from engine.container.health import HealthConfig
+from engine.container.restart import RestartPolicy
 from engine.container.spec import DEFAULT_CAPABILITIES, Mount, Rlimit
 from engine.network.veth import Attachment
 from engine.userns import IdMap
@@ -21,7 +23,8 @@ class ContainerConfig:
     `network`: "none" (own namespace: loopback, plus a veth per entry of `networks`), "host",
     "container:ID" (join the network namespace of container ID as it runs at each start), or
     a path to a network namespace to join. `files`: generated files, container path → host
-    path."""
+    path. `restart`: the restart policy (no, always, on-failure[:N], unless-stopped) and
+    `healthcheck`: the probe, both run by the group's supervisor."""
 
     id: str
     image_id: str
@@ -64,6 +67,11 @@ class ContainerConfig:
     # A user namespace when given: (first id inside, first id on the host, count) ranges.
     uid_map: tuple[tuple[int, int, int], ...] = ()
     gid_map: tuple[tuple[int, int, int], ...] = ()
+    restart: str = "no"
+    healthcheck: HealthConfig | None = None
+
+    def __post_init__(self) -> None:
+        RestartPolicy.parse(self.restart)  # refuses what is not a policy
 
     @property
     def id_maps(self) -> tuple[IdMap, IdMap] | None:
@@ -86,6 +94,9 @@ class ContainerConfig:
         doc["networks"] = tuple(_attachment(a) for a in doc.get("networks", ()))
         for key in ("uid_map", "gid_map"):
             doc[key] = tuple(tuple(entry) for entry in doc.get(key, ()))
+        if doc.get("healthcheck") is not None:
+            probe = doc["healthcheck"]
+            doc["healthcheck"] = HealthConfig(**{**probe, "argv": tuple(probe["argv"])})
         return cls(**doc)
 
 

@@ -4,7 +4,10 @@ exists with its recorded start time; how it ended is what its shim wrote.
 
 Directory of a container: config.json, image-id, rootfs/ (upper, work, merged), stdout and
 stderr (its raw output, appended by the container), state.json (pid, start time, shim pid,
-start date), exit (written by the shim: code, signal, OOM kills, date), lock.
+start date, restarts by policy), exit (written by the shim: code, signal, OOM kills, date),
+lock; stopped (it was stopped or killed on purpose: no restart policy applies until it is
+started again), restarting (its supervisor will restart it), health.json (its healthcheck's
+record, as `docker inspect` shows State.Health).
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final, TypedDict, Unpack
 
 from engine.cgroups.base import CgroupDriver, CgroupStats
 from engine.clock import utc_now
 from engine.container.config import ContainerConfig
+from engine.container.health import Health
 from engine.container.launch import ContainerError, launch, start_time
 from engine.container.spec import Mount, Spec
 from engine.container.users import resolve_identity
@@ -34,7 +38,10 @@ from engine.linux import open_tree, pidfd_open, pidfd_send_signal
 from engine.rootfs import Rootfs
 from engine.userns import host_root
 
-__all__ = ["Container", "ContainerError", "ContainerStats", "Runtime", "State"]
+if TYPE_CHECKING:
+    import subprocess
+
+__all__ = ["Container", "ContainerError", "ContainerStats", "ExecOptions", "Runtime", "State"]
 
 INIT_TARGET: Final = "/sbin/docker-init"  # where Docker puts its init, so tools find it
 _TINI: Final = ("/usr/bin/tini-static", "/usr/bin/tini")
@@ -44,7 +51,10 @@ _ID_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWX
 
 @dataclass(frozen=True)
 class State:
-    """What a container is doing now: created, running, paused or exited."""
+    """What a container is doing now: created, running, paused, exited, or restarting (exited,
+    its supervisor about to start it again). `health`: "" without a healthcheck, else
+    starting, healthy or unhealthy (always unhealthy once it ended, as Docker has it);
+    `restart_count`: restarts by its policy since it was last started on purpose."""
 
     status: str
     pid: int = 0
@@ -53,6 +63,22 @@ class State:
     oom_killed: bool = False
     started_at: str = ""
     finished_at: str = ""
+    health: str = ""
+    restart_count: int = 0
+
+
+class ExecOptions(TypedDict, total=False):
+    """How Runtime.exec runs a process: `env` (more variables), `user` and `working_dir`
+    (instead of the container's), `stdin`, `stdout`, `stderr` (descriptors; default: the
+    caller's), `tty` (stdin is a terminal, to become the process's controlling terminal)."""
+
+    env: tuple[str, ...]
+    user: str | None
+    working_dir: str | None
+    stdin: int | None
+    stdout: int | None
+    stderr: int | None
+    tty: bool
 
 
 @dataclass(frozen=True)
@@ -130,17 +156,29 @@ class Runtime:
         except FileNotFoundError:
             return State("created")
         pid = int(record["pid"])
+        restarts = int(record.get("restart_count", 0))
+        health = self._health(directory)
         ended = self._exit(directory)
         if ended is None and start_time(pid) == record["start_time"]:
             status = "running"
             with contextlib.suppress(Exception):
                 if self.cgroups.frozen(self._cgroup(container_id)):
                     status = "paused"
-            return State(status, pid, started_at=record["started_at"])
-        if ended is None:  # gone, and its shim too (killed, or the host rebooted)
-            return State("exited", 0, None, started_at=record["started_at"])
-        code, sig, oom, finished = ended
-        return State("exited", 0, code, sig, oom > 0, record["started_at"], finished)
+            shown = health.status if health else ""
+            return State(status, pid, started_at=record["started_at"], health=shown,
+                         restart_count=restarts)  # fmt: skip
+        status = "restarting" if (directory / "restarting").exists() else "exited"
+        code, sig, oom, finished = ended if ended is not None else (None, 0, 0, "")
+        # ended is None: gone, and its shim too (killed, or the host rebooted)
+        return State(status, 0, code, sig, oom > 0, record["started_at"], finished,
+                     "unhealthy" if health else "", restarts)  # fmt: skip
+
+    @staticmethod
+    def _health(directory: Path) -> Health | None:
+        try:
+            return Health.from_json((directory / "health.json").read_bytes())
+        except (FileNotFoundError, ValueError, KeyError):
+            return None
 
     @staticmethod
     def _exit(directory: Path) -> tuple[int, int, int, str] | None:
@@ -189,12 +227,22 @@ class Runtime:
         return self.get(config.id)
 
     def start(
-        self, container_id: str, before_start: Callable[[int], None] | None = None
+        self,
+        container_id: str,
+        before_start: Callable[[int], None] | None = None,
+        *,
+        by_policy: bool = False,
     ) -> Container:
-        """Run the container's process (again, after it exited: its writable layer is kept)."""
+        """Run the container's process (again, after it exited: its writable layer is kept).
+        `by_policy`: a restart by its restart policy, counted in its restart_count, and not
+        done when it was stopped on purpose meanwhile (any other start clears that mark and
+        the count)."""
         with self._locked(container_id) as directory:
             current = self._observe(container_id, directory)
             if current.status in ("running", "paused"):
+                return self.get(container_id)
+            if by_policy and (directory / "stopped").exists():
+                (directory / "restarting").unlink(missing_ok=True)
                 return self.get(container_id)
             config = ContainerConfig.from_json((directory / "config.json").read_bytes())
             rootfs = Rootfs(directory / "rootfs")
@@ -239,9 +287,31 @@ class Runtime:
                 "start_time": started.start_time,
                 "shim_pid": started.shim_pid,
                 "started_at": utc_now(),
+                "restart_count": current.restart_count + 1 if by_policy else 0,
             }
             write_atomic(directory / "state.json", json.dumps(record).encode())
+            (directory / "stopped").unlink(missing_ok=True)
+            (directory / "restarting").unlink(missing_ok=True)
+            if config.healthcheck is not None:
+                health = self._health(directory) or Health()
+                write_atomic(directory / "health.json", health.restarted().to_json())
+            else:
+                (directory / "health.json").unlink(missing_ok=True)
         return self.get(container_id)
+
+    @staticmethod
+    def preload(config: ContainerConfig) -> None:
+        """Load now what a start of `config` loads on its first use in this process (its
+        seccomp filter, ~16 ms; pyroute2, ~100 ms or more), so that a later start, such as a
+        restart timed from a crash, does not pay for it."""
+        if config.seccomp:
+            from engine.seccomp import default_filter
+
+            default_filter(frozenset(config.capabilities))
+        if config.network == "none":
+            import pyroute2  # type: ignore[import-untyped]  # noqa: F401
+
+            import engine.network.veth  # noqa: F401
 
     def _joined_network(self, config: ContainerConfig) -> str:
         """The network namespace the container joins, if any: a path, or that of the
@@ -365,7 +435,13 @@ class Runtime:
         return self._pidfd(container_id, self._dir(container_id))
 
     def kill(self, container_id: str, sig: int = signal.SIGKILL) -> None:
+        """Send `sig` to the container's first process. SIGKILL or the container's stop signal
+        stop it on purpose, as Docker's kill does: no restart policy applies until it is
+        started again (another signal, such as SIGHUP to reload, leaves the policy on)."""
         with self._locked(container_id) as directory:
+            config = ContainerConfig.from_json((directory / "config.json").read_bytes())
+            if sig in (signal.SIGKILL, _signal_number(config.stop_signal)):
+                self._stopped_on_purpose(directory)
             fd = self._pidfd(container_id, directory)
             if fd is None:
                 raise ContainerError(f"container {container_id} is not running")
@@ -377,8 +453,10 @@ class Runtime:
                 os.close(fd)
 
     def stop(self, container_id: str, timeout: float | None = None) -> Container:
-        """Send the stop signal, then SIGKILL after the grace period; wait until it ended."""
+        """Send the stop signal, then SIGKILL after the grace period; wait until it ended. It
+        counts as stopped on purpose: no restart policy applies until it is started again."""
         with self._locked(container_id) as directory:
+            self._stopped_on_purpose(directory)
             config = ContainerConfig.from_json((directory / "config.json").read_bytes())
             fd = self._pidfd(container_id, directory)
             if fd is not None:
@@ -397,6 +475,49 @@ class Runtime:
                     os.close(fd)
                 self._await_exit_record(directory)
         return self.get(container_id)
+
+    @staticmethod
+    def _stopped_on_purpose(directory: Path) -> None:
+        """Marked before any signal is sent, so that whoever sees the process end knows."""
+        (directory / "stopped").touch()
+        (directory / "restarting").unlink(missing_ok=True)
+
+    def stopped_on_purpose(self, container_id: str) -> bool:
+        """Whether the container was stopped or killed on purpose since it last started."""
+        return (self._dir(container_id) / "stopped").exists()
+
+    def mark_restarting(self, container_id: str) -> None:
+        """Record that the container's supervisor will restart it (its status: restarting,
+        until it starts or is stopped on purpose)."""
+        with self._locked(container_id) as directory:
+            if not (directory / "stopped").exists():
+                (directory / "restarting").touch()
+
+    def health(self, container_id: str) -> Health | None:
+        """The record of the container's healthcheck (None: it has none, or never started)."""
+        return self._health(self._dir(container_id))
+
+    def record_health(self, container_id: str, health: Health, started_at: str) -> bool:
+        """Record `health` for the run of the container that began at `started_at`; False
+        (nothing written) when another run began, or the container is being acted on (a
+        start, stop or kill holds it: the result would be stale)."""
+        directory = self._dir(container_id)
+        try:
+            fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            return False  # removed
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            state = self._observe(container_id, directory)
+            if state.started_at != started_at or state.status not in ("running", "paused"):
+                return False
+            write_atomic(directory / "health.json", health.to_json())
+            return True
+        finally:
+            os.close(fd)
 
     def _await_exit_record(self, directory: Path, timeout: float = 5.0) -> None:
         """The shim writes the exit record just after the process ends, then exits: wait for
@@ -447,42 +568,46 @@ class Runtime:
         finally:
             os.close(fd)
 
-    def exec(
+    def exec(self, container_id: str, argv: tuple[str, ...], **options: Unpack[ExecOptions]) -> int:
+        """Run `argv` inside the running container (its namespaces, cgroup, user,
+        capabilities and seccomp filter) as `options` say; its exit code."""
+        return self.exec_process(container_id, argv, **options).wait()
+
+    def exec_process(
         self,
         container_id: str,
         argv: tuple[str, ...],
         *,
-        env: tuple[str, ...] = (),
-        user: str | None = None,
-        working_dir: str | None = None,
-        stdin: int | None = None,
-        stdout: int | None = None,
-        stderr: int | None = None,
-        tty: bool = False,
-    ) -> int:
-        """Run `argv` inside the running container (its namespaces, cgroup, user,
-        capabilities and seccomp filter) with the given stdio (default: ours); its exit code.
-        `tty`: stdin is a terminal, to become the process's controlling terminal."""
+        own_group: bool = False,
+        **options: Unpack[ExecOptions],
+    ) -> subprocess.Popen[bytes]:
+        """As exec, but return at once: the process that runs `argv` in the container (its
+        exit status is the one of `argv`). `own_group`: in a process group of its own (the
+        group's id is its pid), so that killing the group ends `argv` too."""
         import subprocess
         import sys
 
         from engine.container.launch import INIT
 
-        document = self._exec_spec(container_id, argv, env, user, working_dir, tty)
+        document = self._exec_spec(
+            container_id, argv, options.get("env", ()), options.get("user"),
+            options.get("working_dir"), options.get("tty", False),
+        )  # fmt: skip
         read, write = os.pipe()
         try:
             process = subprocess.Popen(
                 [sys.executable, "-S", "-I", str(INIT), "exec", str(read)],
                 pass_fds=(read,),
-                stdin=stdin,
-                stdout=stdout,
-                stderr=stderr,
+                stdin=options.get("stdin"),
+                stdout=options.get("stdout"),
+                stderr=options.get("stderr"),
+                process_group=0 if own_group else None,
             )
         finally:
             os.close(read)
         with os.fdopen(write, "wb") as f:
             f.write(document)
-        return process.wait()
+        return process
 
     def _exec_spec(
         self,

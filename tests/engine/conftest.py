@@ -1,10 +1,14 @@
 """Containers for the runtime tests: a busybox image in the test's own state root, a runtime
-with its own cgroup parent, and every container removed afterwards, whatever happened."""
+with its own cgroup parent, and every container removed afterwards, whatever happened; a
+group whose supervisor is killed afterwards."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import secrets
+import select
 import signal
 import subprocess
 import time
@@ -21,6 +25,8 @@ from engine.container.zygote import ensure_zygote
 from engine.images.archive import ConfigChanges, import_rootfs
 from engine.images.reference import parse_reference
 from engine.images.store import Image, ImageStore
+from engine.linux import pidfd_open, pidfd_send_signal
+from engine.supervisor import supervisor_pid
 from tests.images.conftest import busybox_dir, busybox_tar  # noqa: F401 - shared fixtures
 
 Make = Callable[..., ContainerConfig]
@@ -86,15 +92,44 @@ def forked(runtime: Runtime) -> Iterator[Runtime]:
 
 
 def stop(pid: int) -> None:
-    """SIGKILL a process this test started, and reap it when it is our child."""
+    """SIGKILL a process this test started, wait until it is gone, and reap it when it is our
+    child."""
     try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
+        fd = pidfd_open(pid)
+    except OSError:
         return
-    for _ in range(500):
-        try:
-            if os.waitpid(pid, os.WNOHANG)[0]:
-                return
-        except ChildProcessError:
-            return
+    try:
+        with contextlib.suppress(ProcessLookupError):
+            pidfd_send_signal(fd, signal.SIGKILL)
+        select.select([fd], [], [], 5)
+    finally:
+        os.close(fd)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+@pytest.fixture
+def group(runtime: Runtime) -> Iterator[str]:
+    """A group name for containers; its supervisor, if one was started, is killed afterwards
+    (before the runtime's containers are removed: it would restart them)."""
+    name = f"g{os.getpid()}"
+    yield name
+    pid = supervisor_pid(runtime.root, name)
+    if pid is not None:
+        stop(pid)
+
+
+def events(runtime: Runtime, group: str) -> list[dict[str, Any]]:
+    """The events the group's supervisor wrote, oldest first."""
+    path = runtime.root / "run" / f"{group}.events"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def until(condition: Callable[[], object], timeout: float = 10.0) -> bool:
+    """Whether `condition` held within `timeout` seconds (looked at every 10 ms)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
         time.sleep(0.01)
+    return False

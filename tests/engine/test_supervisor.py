@@ -3,50 +3,17 @@ new one adopts running containers after the old one was killed."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import time
-from collections.abc import Iterator
 
 import pytest
 
 from engine.container.logs import read_log
 from engine.container.runtime import Runtime
-from engine.supervisor import ensure_supervisor, supervisor_pid
-from tests.engine.conftest import Make
+from engine.supervisor import ensure_supervisor
+from tests.engine.conftest import Make, events, until
 
 pytestmark = pytest.mark.kernel
-
-
-@pytest.fixture
-def group(runtime: Runtime) -> Iterator[str]:
-    name = f"g{os.getpid()}"
-    yield name
-    pid = supervisor_pid(runtime.root, name)
-    if pid is not None:
-        os.kill(pid, signal.SIGKILL)
-        for _ in range(100):
-            try:
-                if os.waitpid(pid, os.WNOHANG)[0]:
-                    break
-            except ChildProcessError:
-                break
-            time.sleep(0.01)
-
-
-def events(runtime: Runtime, group: str) -> list[dict[str, object]]:
-    path = runtime.root / "run" / f"{group}.events"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def until(condition, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_killed_supervisor_containers_keep_running_and_a_new_one_records_later_exits(runtime: Runtime, make: Make, group: str) -> None:
