@@ -150,7 +150,7 @@ def up(
     with stack_lock(settings.root, project.name, waiting), StateStore(settings.root) as store:
         store.put_stack(StackRecord(project.name, tuple(str(f) for f in stack.files),
                                     str(stack.project_directory)))  # fmt: skip
-        ensure_supervisor(settings.root, project.name, SUPERVISOR)
+        ensure_supervisor(settings.root, project.name, SUPERVISOR, wait=False)
         records = ensure_networks(
             project, store, settings.address_pools, outbound_nat=settings.outbound_nat
         )

@@ -53,9 +53,11 @@ def start_daemon(
     log: Path,
     env: dict[str, str],
     ready: Callable[[], bool] = lambda: True,
+    wait: bool = True,
 ) -> int:
     """Run `argv` in its own session unless the holder of `lock` runs; its pid once it holds
-    the lock and `ready()` says so."""
+    the lock and `ready()` says so. With `wait` False, the pid it was started with, at once
+    (another starting meanwhile is harmless: the second to claim the lock leaves)."""
     running = running_pid(lock)
     if running is not None:
         return running
@@ -74,6 +76,8 @@ def start_daemon(
         )
     finally:
         os.close(out)
+    if not wait:
+        return pid
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         running = running_pid(lock)

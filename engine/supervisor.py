@@ -53,16 +53,20 @@ def supervisor_pid(root: Path, group: str) -> int | None:
     return running_pid(_run_dir(root) / f"{group}.lock")
 
 
-def ensure_supervisor(root: Path, group: str, module: str = "engine.supervisor") -> int:
+def ensure_supervisor(
+    root: Path, group: str, module: str = "engine.supervisor", wait: bool = True
+) -> int:
     """Start the group's supervisor unless it runs; its pid. It runs in its own session and
     outlives the caller. `module`: the program (`python -m MODULE ROOT GROUP`), this one or
-    one that runs a Supervisor with watchers of its own."""
+    one that runs a Supervisor with watchers of its own. `wait` False: return as soon as it
+    is started (it adopts the group's containers whenever it comes)."""
     run = _run_dir(root)
     return start_daemon(
         [sys.executable, "-m", module, str(root), group],
         run / f"{group}.lock",
         run / f"{group}.log",
         dict(os.environ),
+        wait=wait,
     )
 
 

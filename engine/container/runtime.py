@@ -241,6 +241,8 @@ class Runtime:
             current = self._observe(container_id, directory)
             if current.status in ("running", "paused"):
                 return self.get(container_id)
+            if current.status == "created":
+                self._end_unrecorded(container_id, directory)
             if by_policy and (directory / "stopped").exists():
                 (directory / "restarting").unlink(missing_ok=True)
                 return self.get(container_id)
@@ -298,6 +300,20 @@ class Runtime:
             else:
                 (directory / "health.json").unlink(missing_ok=True)
         return self.get(container_id)
+
+    def _end_unrecorded(self, container_id: str, directory: Path) -> None:
+        """A start interrupted before it was recorded (its caller killed) may have left the
+        container's processes running: they end before it starts again, and their shim's
+        exit record is awaited so that it cannot land on the new start."""
+        name = self._cgroup(container_id)
+        if not self.cgroups.exists(name) or not self.cgroups.pids(name):
+            return
+        self.cgroups.kill(name)
+        deadline = time.monotonic() + 2
+        while self.cgroups.pids(name) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        while not (directory / "exit").exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
 
     @staticmethod
     def preload(config: ContainerConfig) -> None:
