@@ -124,6 +124,8 @@ class EventFeed:
         if kind == "exit" and details.get("oom_killed"):
             events.append(Event(when, "oom", container, service, (("name", container),)))
         action = _ACTIONS.get(kind, kind)
+        if kind == "health_status" and "status" in details:  # docker's "health_status: healthy"
+            action = f"{kind}: {details['status']}"
         events.append(Event(when, action, container, service, tuple(sorted(attributes.items()))))
         return events
 

@@ -20,7 +20,18 @@ from composer.config.loader import Stack
 from tests.images.conftest import busybox_dir, busybox_tar  # noqa: F401 - shared fixtures
 from tests.stack.conftest import Stacks, stacks  # noqa: F401 - the shared fixture
 
-IDLE = '["sleep", "300"]'
+# A service with a healthcheck that passes, and one its restart policy restarts again and again.
+CARED_FOR = """
+services:
+  checked:
+    image: busybox:test
+    command: ["sleep", "300"]
+    healthcheck: {test: ["CMD", "true"], interval: 1s, start_interval: 1s}
+  flaky:
+    image: busybox:test
+    command: ["sh", "-c", "sleep 0.3; exit 2"]
+    restart: always
+"""
 
 
 class Run(NamedTuple):

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from composer.config.loader import Stack
-from tests.cli.conftest import Cli, until
+from tests.cli.conftest import CARED_FOR, Cli, until
 
 pytestmark = pytest.mark.kernel
 
@@ -79,3 +79,9 @@ def test_new_events_are_followed_until_interrupted(cli: Cli) -> None:
     actions = [json.loads(line)["action"] for line in out.splitlines()]
     assert process.returncode == 130
     assert sorted(actions[:2]) == ["die", "stop"] and "start" in actions[2:]
+
+
+def test_health_changes_and_restarts_by_policy_are_events(cli: Cli) -> None:
+    stack = cli.up(CARED_FOR)
+    assert until(lambda: "health_status: healthy" in [e["action"] for e in history(cli, stack, "checked")])
+    assert until(lambda: [e["action"] for e in history(cli, stack, "flaky")].count("restart") >= 2)

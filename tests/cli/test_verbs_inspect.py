@@ -12,7 +12,7 @@ import pytest
 from composer.config.loader import Stack
 from composer.state import StateStore
 from engine.network.netns import netns_iproute, open_netns
-from tests.cli.conftest import Cli
+from tests.cli.conftest import CARED_FOR, Cli, until
 
 pytestmark = pytest.mark.kernel
 
@@ -122,3 +122,12 @@ def test_an_unknown_name_is_an_error_naming_the_services(cli: Cli) -> None:
     stack = cli.up(STACK)
     code, out, err = cli(stack, "inspect", "nosuch")
     assert (code, out) == (1, "") and "no such service or container: nosuch" in err and "web, worker" in err
+
+
+def test_health_and_restart_count_come_from_the_runtime(cli: Cli) -> None:
+    stack = cli.up(CARED_FOR)
+    assert until(lambda: inspected(cli, stack, "checked")[0]["State"].get("Health", {}).get("Status") == "healthy")
+    health = inspected(cli, stack, "checked")[0]["State"]["Health"]
+    assert health["FailingStreak"] == 0 and health["Log"] and health["Log"][-1]["ExitCode"] == 0
+    assert until(lambda: inspected(cli, stack, "flaky")[0]["RestartCount"] >= 2)
+    assert "Health" not in inspected(cli, stack, "flaky")[0]["State"]

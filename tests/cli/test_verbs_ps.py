@@ -9,7 +9,7 @@ import pytest
 
 from composer.config.loader import Stack
 from composer.state import StateStore
-from tests.cli.conftest import Cli
+from tests.cli.conftest import CARED_FOR, Cli, until
 
 pytestmark = pytest.mark.kernel
 
@@ -102,3 +102,16 @@ def test_the_stack_file_may_come_first(cli: Cli) -> None:
     cli.capsys.readouterr()
     assert main(["ps", "-q", str(stack.files[0]), "web"]) == 0
     assert cli.capsys.readouterr().out == f"{stack.project.name}-web-1\n"
+
+
+def test_health_and_restarts_are_shown(cli: Cli) -> None:
+    stack = cli.up(CARED_FOR)
+
+    def rows() -> dict[str, dict[str, object]]:
+        return {r["Service"]: r for r in json.loads(cli(stack, "ps", "-a", "--format", "json").out)}
+
+    assert until(lambda: rows()["checked"]["Health"] == "healthy")
+    assert str(rows()["checked"]["Status"]).endswith(" (healthy)")
+    assert until(lambda: rows()["flaky"]["State"] == "restarting")
+    flaky = rows()["flaky"]
+    assert flaky["ExitCode"] == 2 and str(flaky["Status"]).startswith("Restarting (2) ")
