@@ -94,9 +94,12 @@ def ensure_networks(
     outbound_nat: bool = False,
 ) -> dict[str, NetworkRecord]:
     """Every network the stack's services use, allocated (once: the allocation is kept) and
-    its bridge made or repaired, and with `outbound_nat` what a non-internal one sends off the
-    host masqueraded; key → record. External networks are looked up by name."""
+    its bridge made or repaired with its firewall (kept apart from other networks, its own
+    traffic accepted by the host's iptables-nft forward chains), and with `outbound_nat` what
+    a non-internal one sends off the host masqueraded; key → record. External networks are
+    looked up by name (their own stack keeps their firewall)."""
     from engine.network.bridge import bridge_exists, enable_ip_forwarding, ensure_bridge
+    from engine.network.firewall import ensure_firewall
     from engine.network.nat import ensure_masquerade
 
     if outbound_nat:  # first: switching it on resets every interface's own switch (bridge.py)
@@ -122,6 +125,7 @@ def ensure_networks(
             record = _allocate(project, key, name, network, observed, pools)
             observed.taken.append(ip_network(record.subnet))
             store.put_network(record)
+        ensure_firewall(record.bridge, internal=record.internal)  # before: never without it
         ensure_bridge(bridge_spec(record))
         if outbound_nat and not record.internal:
             ensure_masquerade(record.bridge, [s for s in (record.subnet, record.subnet6) if s])
@@ -262,15 +266,17 @@ def _ipv6_for(record: NetworkRecord, address: str) -> IPv6Address:
 
 
 def remove_networks(project_name: str, store: StateStore) -> None:
-    """Remove the stack's bridges and their masquerades (whatever the setting is now: it may
-    have changed since `up`) and forget their allocations (external networks are another
-    stack's: untouched)."""
+    """Remove the stack's bridges, their firewalls and their masquerades (whatever the
+    setting is now: it may have changed since `up`) and forget their allocations (external
+    networks are another stack's: untouched)."""
     from engine.network.bridge import remove_bridge
+    from engine.network.firewall import remove_firewall
     from engine.network.nat import remove_masquerade
 
     for record in store.networks(project_name):
         remove_masquerade(record.bridge)
         remove_bridge(record.bridge)
+        remove_firewall(record.bridge)
         store.delete_network(project_name, record.key)
 
 

@@ -141,6 +141,7 @@ class Reconciler:
         from composer.networks import bridge_spec
         from composer.settings import Settings
         from engine.network.bridge import bridge_exists, ensure_bridge
+        from engine.network.firewall import ensure_firewall
         from engine.network.nat import ensure_masquerade
 
         nat = Settings.load({"COMPOSER_ROOT": str(self.root)}).outbound_nat
@@ -148,6 +149,8 @@ class Reconciler:
         for record in store.networks(self.project):
             if record.project != self.project:
                 continue  # external: another stack's to heal
+            # level-triggered too: Docker restarting flushes its FORWARD chain, and our accepts
+            ensure_firewall(record.bridge, internal=record.internal)
             if not bridge_exists(record.bridge):
                 ensure_bridge(bridge_spec(record))
                 healed.add(record.bridge)

@@ -133,6 +133,7 @@ int main(int argc, char **argv) {
         if (tty >= 0) close(tty);
         if (out >= 0) close(out);
         if (hold >= 0) close(hold);
+        signal(SIGHUP, SIG_DFL);  /* the container starts with default handling, as Docker's */
         execv(argv[7], argv + 7);
         _exit(126);
     }

@@ -1,7 +1,7 @@
 """Networking of containers: a bridge per stack network, a veth pair per container and
-network, addresses chosen without overlapping the host's, optional outbound NAT, and the
-/etc/hosts and /etc/resolv.conf of containers. pyroute2 and libnftables are loaded only by
-the calls that talk to the kernel."""
+network, addresses chosen without overlapping the host's, the firewall that keeps networks
+apart, optional outbound NAT, and the /etc/hosts and /etc/resolv.conf of containers.
+pyroute2 and libnftables are loaded only by the calls that talk to the kernel."""
 
 from engine.network.bridge import (
     BridgeSpec,
@@ -12,6 +12,7 @@ from engine.network.bridge import (
     remove_bridge,
 )
 from engine.network.errors import NetworkError
+from engine.network.firewall import BridgeFirewall, ensure_firewall, firewalls, remove_firewall
 from engine.network.hosts import (
     FALLBACK_NAMESERVERS,
     HostsEntry,
@@ -20,13 +21,9 @@ from engine.network.hosts import (
     write_in_place,
 )
 from engine.network.ipam import allocate_address, allocate_subnet, gateway_of, host_networks
-from engine.network.nat import (
-    ensure_masquerade,
-    masquerade_rules,
-    nftables_ruleset,
-    remove_masquerade,
-)
+from engine.network.nat import ensure_masquerade, masquerade_rules, remove_masquerade
 from engine.network.netns import netns_iproute, netns_socket, open_netns, run_in_netns
+from engine.network.nftables import nftables_ruleset
 from engine.network.veth import (
     Attachment,
     attach,
@@ -40,6 +37,7 @@ from engine.network.veth import (
 __all__ = [
     "FALLBACK_NAMESERVERS",
     "Attachment",
+    "BridgeFirewall",
     "BridgeSpec",
     "HostsEntry",
     "NetworkError",
@@ -52,7 +50,9 @@ __all__ = [
     "detach",
     "enable_ip_forwarding",
     "ensure_bridge",
+    "ensure_firewall",
     "ensure_masquerade",
+    "firewalls",
     "gateway_of",
     "host_networks",
     "link_exists",
@@ -63,6 +63,7 @@ __all__ = [
     "nftables_ruleset",
     "open_netns",
     "remove_bridge",
+    "remove_firewall",
     "remove_masquerade",
     "render_hosts",
     "render_resolv_conf",

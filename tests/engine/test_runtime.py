@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -326,3 +327,19 @@ def test_log_driver_none_drops_the_output(runtime: Runtime, make: Make) -> None:
     runtime.start(config.id)
     assert runtime.wait(config.id, 10).exit_code == 3
     assert not (directory / "stdout").exists() and not (directory / "stderr").exists()
+
+
+def test_the_service_starts_with_default_signal_handling(runtime: Runtime, make: Make) -> None:
+    """SIGHUP is not ignored (the shim ignores it for itself only): a trap can catch it."""
+    config = make("sh", "-c", "trap 'echo got hup; exit 0' HUP; echo ready; while :; do sleep 0.05; done")
+    runtime.create(config)
+    started = runtime.start(config.id)
+    try:
+        deadline = time.monotonic() + 10
+        while "ready" not in (started.directory / "stdout").read_text() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        runtime.kill(config.id, signal.SIGHUP)
+        state = runtime.wait(config.id, 10)
+    finally:
+        runtime.stop(config.id, timeout=0)
+    assert (state.exit_code, (started.directory / "stdout").read_text()) == (0, "ready\ngot hup\n")

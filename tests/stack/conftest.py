@@ -127,6 +127,7 @@ def stacks(tmp_path: Path, busybox_tar: Path) -> Iterator[Stacks]:  # noqa: F811
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     from engine.network.bridge import remove_bridge
+    from engine.network.firewall import remove_firewall
     from engine.network.nat import remove_masquerade
     from engine.network.veth import detach
 
@@ -136,6 +137,10 @@ def stacks(tmp_path: Path, busybox_tar: Path) -> Iterator[Stacks]:  # noqa: F811
                 remove_masquerade(name)
         with contextlib.suppress(Exception):
             (remove_bridge if name.startswith("cb-") else detach)(name)
+    for name in ours:  # a firewall may outlive its bridge
+        if name.startswith("cb-"):
+            with contextlib.suppress(Exception):
+                remove_firewall(name)
     for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
         point = line.split()[4]
         if point.startswith(str(root)):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import json
 import os
 import socket
 import urllib.request
@@ -16,6 +17,7 @@ import pytest
 from composer.discovery import ContainerFiles
 from composer.state import StateStore
 from engine.network.netns import netns_socket, open_netns
+from engine.network.nftables import nftables_ruleset
 from tests.stack.conftest import Stacks
 
 pytestmark = pytest.mark.kernel
@@ -28,6 +30,20 @@ WEB = """
     command: ["sh", "-c", "mkdir -p /www; echo hello from $$HOSTNAME > /www/index.html; exec httpd -f -p 80 -h /www"]
 """
 IDLE = '["sleep", "300"]'
+
+
+def naming(ruleset: list[str], names: set[str]) -> set[str]:
+    """The objects of an nftables ruleset that name one of `names` (interfaces), and their
+    members of sets: what a stack's networks put there. Other programs (Docker, podman, other
+    stacks) change the rest of the host's ruleset at any time."""
+    found = set()
+    for line in ruleset:
+        [(kind, fields)] = json.loads(line).items()
+        if kind == "set":
+            found |= {f"nft member of {fields['table']} {fields['name']}: {e}" for e in fields.get("elem", []) if e in names}
+        elif any(f'"{name}"' in line for name in names):
+            found.add(f"nft {line}")
+    return found
 
 
 def address_in_hosts(stacks: Stacks, project: str, container: str, name: str) -> str:
@@ -216,19 +232,29 @@ def test_hosts_files_are_rewritten_in_place_when_a_replica_is_added(stacks: Stac
 
 
 def test_down_leaves_the_hosts_links_routes_mounts_and_nftables_rules_as_they_were(stacks: Stacks) -> None:
-    from engine.network.nat import nftables_ruleset
+    # Docker, podman and other test runs change this host meanwhile: what is looked at is what
+    # the stack made, none of which existed before — links and nftables objects naming its
+    # bridges and veths (their members of our set), routes into its subnets, mounts under its
+    # state root.
     from engine.network.rtnl import host_iproute
 
-    def snapshot() -> tuple[set[str], set[str], set[str], list[str]]:
+    def snapshot(names: set[str], subnets: set[str]) -> set[str]:
         with host_iproute() as ipr:
-            links = {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+            found = {f"link {link.get_attr('IFLA_IFNAME')}" for link in ipr.get_links()} & {f"link {n}" for n in names}
             routes = {f"{r.get_attr('RTA_DST')}/{r['dst_len']}" for r in ipr.get_routes()}
-        mounts = {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
-        return links, routes, mounts, nftables_ruleset()
+        found |= {f"route {r}" for r in routes & subnets}
+        found |= {f"mount {line.split()[4]}" for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                  if line.split()[4].startswith(str(stacks.root))}  # fmt: skip
+        return found | naming(nftables_ruleset(), names)
 
-    before = snapshot()
     stack = stacks.load("services:" + WEB + '    ports: ["127.0.0.1::80"]\n    networks: [a, b]\nnetworks: {a: {}, b: {}}\n')
     stacks.up(stack)
-    assert snapshot() != before
+    with StateStore(stacks.root) as store:
+        records = store.networks(stack.project.name)
+    names = {r.bridge for r in records} | {a.host_ifname for a in stacks.runtime.get(f"{stack.project.name}-web-1").config.networks}
+    subnets = {r.subnet for r in records}
+    made = snapshot(names, subnets)
+    assert {f"link {n}" for n in names} | {f"route {s}" for s in subnets} <= made
+    assert sum(m.startswith("nft ") for m in made) >= 2 * 3  # two rules and a member each
     stacks.down(stack.project.name)
-    assert snapshot() == before
+    assert snapshot(names, subnets) == set()  # as before up: none of it existed
