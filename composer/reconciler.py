@@ -21,6 +21,7 @@ store and the supervisor's events file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
 import sys
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Reconciler", "main"]
 
-_BACKSTOP: Final = 10.0  # seconds between looks when nothing happens
+_BACKSTOP: Final = 30.0  # seconds between looks when nothing happens
 _RTMGRP_LINK: Final = 1
 
 
@@ -71,11 +72,17 @@ class Reconciler:
             self._inotify.read(timeout=0)
             self._dirty = True
             return
-        with contextlib.suppress(BlockingIOError):
+        try:
             while data := self._links.recv(65536):
                 # a change to another stack's or the host's links is none of our business
                 if not self._ours or any(name in data for name in self._ours):
                     self._dirty = True
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            if exc.errno != errno.ENOBUFS:
+                raise
+            self._dirty = True  # the kernel dropped messages (a burst of link changes): look
 
     def turn(self, ended: list[str]) -> None:
         if ended:

@@ -171,6 +171,13 @@ class _Ports:
             self._proxy.close()
 
 
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return -1
+
+
 class Watcher(Protocol):
     """More work for a supervisor's loop (a reconciler of the group, for example): descriptors
     to wait on with the containers' pidfds, and a turn after each wake-up."""
@@ -210,6 +217,10 @@ class Supervisor:
         self.runtime = Runtime(root, detect())
         self._watched: dict[int, str] = {}  # pidfd → container id
         self._limits: dict[str, tuple[int, int]] = {}  # container id → log size, files kept
+        self._listed = 0  # mtime of the containers' directory when _ids was read
+        self._ids: list[str] = []
+        self._stamps: dict[str, int] = {}  # container id → its directory's mtime when seen
+        self._written: dict[str, tuple[int, ...]] = {}  # container id → output sizes pumped
         self._events = _run_dir(root) / f"{group}.events"
         self.watchers = watchers
         self.restarter = Restarter(self.runtime, self._event)
@@ -227,11 +238,29 @@ class Supervisor:
         with open(self._events, "a") as f:
             f.write(line + "\n")
 
-    def _members(self) -> list[Container]:
+    def _members(self, watched: set[str]) -> list[Container]:
+        """The group's containers not watched yet whose directory changed since last seen
+        (anything that starts, ends or is made renames a file in it): a turn costs a few
+        stats, not a read of every container's files."""
+        try:
+            listed = os.stat(self.runtime.containers).st_mtime_ns
+        except FileNotFoundError:
+            return []
+        if listed != self._listed:
+            self._listed, self._ids = listed, self.runtime.ids()
         members = []
-        for container_id in self.runtime.ids():
+        for container_id in self._ids:
+            if container_id in watched:
+                continue
+            try:
+                stamp = os.stat(self.runtime.containers / container_id).st_mtime_ns
+            except FileNotFoundError:
+                continue
+            if self._stamps.get(container_id) == stamp and container_id not in self._unrecorded:
+                continue
             with contextlib.suppress(Exception):
                 container = self.runtime.get(container_id)
+                self._stamps[container_id] = stamp
                 if container.config.group == self.group:
                     members.append(container)
         return members
@@ -240,10 +269,8 @@ class Supervisor:
         """Watch every running member not watched yet (new ones, or after a restart); decide
         about those that ended unseen (before this supervisor watched them)."""
         watched = set(self._watched.values())
-        for container in self._members():
+        for container in self._members(watched):
             container_id, state = container.id, container.state
-            if container_id in watched:
-                continue
             if state.status in ("running", "paused"):
                 fd = self.runtime.pidfd(container_id)
                 if fd is not None:
@@ -276,7 +303,13 @@ class Supervisor:
             config = self.runtime.get(container_id).config
             self._limits[container_id] = (config.log_max_size, max(config.log_max_files - 1, 1))
         size, keep = self._limits[container_id]
-        pump(self.runtime.containers / container_id, max_size=size, keep=keep, final=final)
+        directory = self.runtime.containers / container_id
+        base = str(directory)
+        sizes = (_size(base + "/stdout"), _size(base + "/stderr"))
+        if not final and self._written.get(container_id) == sizes:
+            return  # it wrote nothing since
+        pump(directory, max_size=size, keep=keep, final=final)
+        self._written[container_id] = sizes
 
     def _ended(self, fd: int) -> str:
         container_id = self._watched.pop(fd)
