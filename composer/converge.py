@@ -21,6 +21,7 @@ from composer.locks import stack_lock
 from composer.networks import attachments, ensure_networks, remove_networks
 from composer.planner import Action, Fingerprint, Observed, Plan, PlanOptions, fingerprints, plan
 from composer.settings import Settings
+from composer.stackview import container_files, members, open_runtime
 from composer.state import ContainerRecord, PortRecord, StackRecord, StateStore
 from engine.supervisor import ensure_supervisor
 
@@ -33,8 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["UpError", "UpResult", "down", "observe", "one_off", "remove_one_off", "up"]
 
 SUPERVISOR: Final = "composer.reconciler"  # the program of a stack's supervisor
-LABEL_SERVICE: Final = "composer.service"
-LABEL_NUMBER: Final = "composer.number"
 LABEL_HASH: Final = "composer.config-hash"  # what `composer config --hash` prints
 LABEL_IMAGE: Final = "composer.image"
 LABEL_DEPENDENCIES: Final = "composer.dependencies-hash"
@@ -43,40 +42,25 @@ _CONCURRENCY: Final = 8  # containers made or started at once (threads; 2 cores 
 
 
 def _files(settings: Settings, project: str, container: str) -> ContainerFiles:
-    return ContainerFiles(settings.root / "stacks" / project / "files" / container)
+    return container_files(settings, project, container)
 
 
 def _runtime(settings: Settings) -> Runtime:
-    from engine.cgroups import detect
-    from engine.container.runtime import Runtime
-    from engine.container.zygote import ensure_zygote
-
-    runtime = Runtime(settings.root, detect())
-    ensure_zygote(settings.root)
-    runtime.use_zygote = True
-    return runtime
+    return open_runtime(settings, zygote=True)
 
 
 def observe(runtime: Runtime, project: str) -> list[Observed]:
-    """The stack's containers as they exist now (the runtime's labels say whose they are)."""
-    from engine.errors import EngineError
-
+    """The stack's containers as they exist now (their labels say whose they are), one-off
+    ones (`composer run`) aside."""
     found = []
-    for container_id in runtime.ids():
-        try:
-            container = runtime.get(container_id)
-        except EngineError:
-            continue  # removed meanwhile
-        labels = dict(container.config.labels)
-        if container.config.group != project or LABEL_SERVICE not in labels:
-            continue
+    for member in members(runtime, project):
+        labels = dict(member.config.labels)
         if labels.get(LABEL_ONE_OFF):
             continue
         made_from = Fingerprint(labels.get(LABEL_HASH, ""), labels.get(LABEL_IMAGE, ""),
                                 labels.get(LABEL_DEPENDENCIES, ""))  # fmt: skip
-        found.append(Observed(container_id, labels[LABEL_SERVICE],
-                              int(labels.get(LABEL_NUMBER, "1")), made_from,
-                              container.state.status))  # fmt: skip
+        found.append(Observed(member.name, member.service, member.number, made_from,
+                              member.state.status))  # fmt: skip
     return found
 
 

@@ -12,8 +12,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from composer.converge import LABEL_NUMBER, LABEL_ONE_OFF, LABEL_SERVICE
+from composer.converge import LABEL_ONE_OFF
 from composer.settings import Settings
+from composer.stackview import LABEL_NUMBER, LABEL_SERVICE
 from composer.state import StateStore
 
 if TYPE_CHECKING:

@@ -29,6 +29,7 @@ __all__ = [
     "StackView",
     "attached_networks",
     "container_files",
+    "members",
     "open_runtime",
     "open_view",
     "stored_stack",
@@ -125,14 +126,14 @@ class StackView:
 
     def refresh(self, runtime: Runtime) -> StackView:
         """The same stack with its containers as they are now."""
-        members = _members(runtime, self.project)
+        found = members(runtime, self.project)
         order = list(self.order)
-        others = tuple(sorted({m.service for m in members} - set(self.services)))
+        others = tuple(sorted({m.service for m in found} - set(self.services)))
         if others:
             order.append(others)
         rank = {service: n for n, service in enumerate(s for g in order for s in g)}
-        members.sort(key=lambda m: (rank[m.service], m.number, m.name))
-        return StackView(self.project, self.stack, tuple(order), tuple(members), self._images)
+        found.sort(key=lambda m: (rank[m.service], m.number, m.name))
+        return StackView(self.project, self.stack, tuple(order), tuple(found), self._images)
 
 
 def open_runtime(settings: Settings, zygote: bool = False) -> Runtime:
@@ -181,7 +182,8 @@ def open_view(settings: Settings, runtime: Runtime, project: str, stack: Stack |
     return StackView(project, stack, order, ()).refresh(runtime)
 
 
-def _members(runtime: Runtime, project: str) -> list[Member]:
+def members(runtime: Runtime, project: str) -> list[Member]:
+    """The project's containers (by their labels), one-off ones (`composer run`) included."""
     from engine.errors import EngineError
 
     members = []

@@ -18,9 +18,6 @@ if TYPE_CHECKING:
 
 __all__ = ["attach"]
 
-_COLOURS = ("cyan", "yellow", "green", "magenta", "blue", "red")
-
-
 def attach(
     stack: Stack,
     settings: Settings,
@@ -32,64 +29,40 @@ def attach(
 ) -> int:
     """Show the output of `names` until they all end, Ctrl-C, or (with `abort_on_exit`) the
     first ends; the exit code docker compose gives. `prefix`: each line says whose it is."""
-    from engine.cgroups import detect
-    from engine.container.runtime import Runtime
+    from composer.cli.logs_cmd import LogPrinter, LogReaders
+    from composer.stackview import members, open_runtime
 
-    runtime = Runtime(settings.root, detect())
-    colour = sys.stdout.isatty()
-    width = max((len(_short(stack, n)) for n in names), default=0)
-    prefixes = {}
-    for index, name in enumerate(names):
-        text = f"{_short(stack, name):<{width}}  | "
-        if not prefix:
-            text = ""
-        prefixes[name] = click.style(text, fg=_COLOURS[index % len(_COLOURS)]) if colour else text
-    shown = dict.fromkeys(names, 0)
+    runtime = open_runtime(settings)
+    chosen = [m for m in members(runtime, stack.project.name) if m.name in names]
+    printer = LogPrinter(chosen, stack.project.name, prefix, sys.stdout.isatty(), False)
+    readers = LogReaders()
     interrupted = []
     previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(1))
     try:
         while True:
-            for name in names:
-                shown[name] = _show(runtime, name, shown[name], prefixes[name])
-            states = {n: runtime.get(n).state for n in names}
+            states = {m.name: runtime.get(m.name).state for m in chosen}
             ended = [n for n, s in states.items() if s.status == "exited"]
-            if interrupted or (abort_on_exit and ended) or len(ended) == len(names):
+            for member in chosen:
+                for line in readers.read(member, final=member.name in ended):
+                    printer.write(member, line)
+            if interrupted or (abort_on_exit and ended) or len(ended) == len(chosen):
                 break
             time.sleep(0.1)
     finally:
         signal.signal(signal.SIGINT, previous)
-    running = [n for n in names if runtime.get(n).state.status in ("running", "paused")]
+    running = [m.name for m in chosen if runtime.get(m.name).state.status in ("running", "paused")]
     if running and (interrupted or abort_on_exit):
         click.echo("Gracefully stopping... (press Ctrl+C again to force)", err=True)
         _stop(runtime, running, timeout)
-    for name in names:
-        _show(runtime, name, shown[name], prefixes[name])
+    for member in chosen:
+        for line in readers.read(member, final=True):
+            printer.write(member, line)
+    readers.close()
     if exit_code_from:
-        for name in names:
-            if _service(runtime, name) == exit_code_from:
-                return runtime.get(name).state.exit_code or 0
+        for member in chosen:
+            if member.service == exit_code_from:
+                return runtime.get(member.name).state.exit_code or 0
     return 130 if interrupted else 0
-
-
-def _short(stack: Stack, name: str) -> str:
-    prefix = f"{stack.project.name}-"
-    return name[len(prefix) :] if name.startswith(prefix) else name
-
-
-def _service(runtime: Runtime, name: str) -> str:
-    return dict(runtime.get(name).config.labels).get("composer.service", "")
-
-
-def _show(runtime: Runtime, name: str, shown: int, prefix: str) -> int:
-    """Print the container's lines after the first `shown`; how many there are now."""
-    from engine.container.logs import read_log
-
-    lines = list(read_log(runtime.containers / name))
-    if len(lines) < shown:  # rotated away: go on from the end
-        return len(lines)
-    for line in lines[shown:]:
-        click.echo(prefix + line.text.rstrip("\n"))
-    return len(lines)
 
 
 def _stop(runtime: Runtime, names: list[str], timeout: float | None) -> None:

@@ -22,7 +22,7 @@ from composer.stackview import ACTIVE, Member
 if TYPE_CHECKING:
     from engine.container.logs import LogLine, LogReader
 
-__all__ = ["logs"]
+__all__ = ["LogPrinter", "LogReaders", "logs"]
 
 # docker compose's colours for prefixes, in the order it hands them out.
 _COLOURS: Final = (36, 33, 32, 35, 34, 31, 96, 93, 92, 95, 94, 91)
@@ -53,7 +53,7 @@ class _Filter:
         )
 
 
-class _Printer:
+class LogPrinter:
     """Writes lines with their container's prefix (and colour, and time)."""
 
     def __init__(self, members: list[Member], project: str, prefix: bool, colour: bool,
@@ -128,8 +128,8 @@ def logs(
     target = open_target(ctx, services)
     members = _chosen(target, index)
     colour = not no_color and sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    printer = _Printer(members, target.view.project, not no_log_prefix, colour, timestamps)
-    readers = _Readers(target)
+    printer = LogPrinter(members, target.view.project, not no_log_prefix, colour, timestamps)
+    readers = LogReaders()
     try:
         history = []
         for member in members:
@@ -149,11 +149,10 @@ def _chosen(target: Target, index: int | None) -> list[Member]:
     return [m for m in target.members() if index is None or m.number == index]
 
 
-class _Readers:
+class LogReaders:
     """A log reader per container, made when first read."""
 
-    def __init__(self, target: Target) -> None:
-        self.target = target
+    def __init__(self) -> None:
         self._readers: dict[str, LogReader] = {}
 
     def read(self, member: Member, final: bool = False) -> list[LogLine]:
@@ -170,7 +169,7 @@ class _Readers:
 
 
 def _followed(
-    target: Target, index: int | None, readers: _Readers, selected: _Filter
+    target: Target, index: int | None, readers: LogReaders, selected: _Filter
 ) -> Iterator[tuple[Member, LogLine]]:
     """New lines of the services' containers (new containers too), until none has run for a
     moment, or the --until time has passed."""
