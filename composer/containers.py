@@ -362,6 +362,8 @@ def container_config(
         restart=restart or "no",
         healthcheck=healthcheck,
         labels=(
+            *((str(k), str(v)) for k, v in (service.labels or {}).items()
+              if not str(k).startswith("composer.")),  # ours are not the stack's to set
             ("composer.project", project.name),
             ("composer.service", name),
             ("composer.number", str(number)),

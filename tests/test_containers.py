@@ -188,3 +188,9 @@ def test_a_healthcheck_without_test_takes_the_images(write: Write, load: Load, t
     write("compose.yaml", "name: demo\nservices:\n  web:\n    image: app\n    healthcheck: {disable: true}\n")
     stack = load("compose.yaml")
     assert container_config(stack.project, "web", 1, image(Healthcheck=probe), FakeStore(), Settings(tmp_path / "state")).healthcheck is None  # type: ignore[arg-type]
+
+
+def test_the_services_labels_go_on_its_containers_but_not_over_ours(write: Write, load: Load, tmp_path: Path) -> None:
+    config = config_of(write, load, tmp_path, "image: busybox\nlabels: {team: web, composer.service: other}")
+    labels = dict(config.labels)
+    assert labels["team"] == "web" and labels["composer.service"] == "web"
