@@ -12,28 +12,43 @@ from pathlib import Path
 import click
 
 from composer import __version__
-from composer.cli.config_cmd import config
 from composer.cli.context import Context
-from composer.cli.events_cmd import events
-from composer.cli.exec_cmd import exec_
-from composer.cli.image_cmd import image
-from composer.cli.inspect_cmd import inspect
-from composer.cli.lifecycle_cmd import kill, pause, restart, rm, start, stop, unpause
-from composer.cli.listing_cmd import images, ls
-from composer.cli.logs_cmd import logs
-from composer.cli.process_cmd import stats, top
-from composer.cli.pull_cmd import pull
-from composer.cli.run_cmd import run
-from composer.cli.serve_cmd import serve
-from composer.cli.stack_cmd import port, ps
-from composer.cli.up_cmd import down, up
 from composer.errors import ComposerError, StackError, UsageError
 from engine.errors import EngineError
 
 __all__ = ["cli", "main"]
 
+# Each verb's module is imported only when that verb runs (or --help lists them): `composer
+# ps` need not load the image store, the serve loop or the port proxy.
+_VERBS = {
+    "config": "config_cmd:config", "exec": "exec_cmd:exec_", "image": "image_cmd:image",
+    "pull": "pull_cmd:pull", "up": "up_cmd:up", "run": "run_cmd:run", "down": "up_cmd:down",
+    "serve": "serve_cmd:serve", "ps": "stack_cmd:ps", "port": "stack_cmd:port",
+    "logs": "logs_cmd:logs", "start": "lifecycle_cmd:start", "stop": "lifecycle_cmd:stop",
+    "restart": "lifecycle_cmd:restart", "kill": "lifecycle_cmd:kill", "rm": "lifecycle_cmd:rm",
+    "pause": "lifecycle_cmd:pause", "unpause": "lifecycle_cmd:unpause",
+    "top": "process_cmd:top", "stats": "process_cmd:stats", "events": "events_cmd:events",
+    "inspect": "inspect_cmd:inspect", "images": "listing_cmd:images", "ls": "listing_cmd:ls",
+}  # fmt: skip
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _Verbs(click.Group):
+    """The command group, loading each verb's module on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*super().list_commands(ctx), *_VERBS]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in _VERBS:
+            return super().get_command(ctx, name)
+        import importlib
+
+        module, _, attr = _VERBS[name].partition(":")
+        command: click.Command = getattr(importlib.import_module(f"composer.cli.{module}"), attr)
+        return command
+
+
+@click.group(cls=_Verbs, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "-f",
     "--file",
@@ -76,32 +91,6 @@ def cli(
 def version() -> None:
     """Show the composer version."""
     click.echo(f"composer version {__version__}")
-
-
-cli.add_command(config)
-cli.add_command(exec_)
-cli.add_command(image)
-cli.add_command(pull)
-cli.add_command(up)
-cli.add_command(run)
-cli.add_command(down)
-cli.add_command(serve)
-cli.add_command(ps)
-cli.add_command(port)
-cli.add_command(logs)
-cli.add_command(start)
-cli.add_command(stop)
-cli.add_command(restart)
-cli.add_command(kill)
-cli.add_command(rm)
-cli.add_command(pause)
-cli.add_command(unpause)
-cli.add_command(top)
-cli.add_command(stats)
-cli.add_command(events)
-cli.add_command(inspect)
-cli.add_command(images)
-cli.add_command(ls)
 
 
 def main(argv: list[str] | None = None) -> int:
