@@ -8,6 +8,7 @@ import contextlib
 import os
 import shutil
 import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -157,11 +158,13 @@ def up(
         _check_ports(settings, project.name, bindings, store)
         executor = _Executor(stack, settings, images, runtime, store, the_plan, hashes, nets,
                              report)  # fmt: skip
+        # Every address is allocated now: the containers there are learn of the new ones
+        # before these start (a new one's own files are written whole when it is made).
+        executor.refresh_hosts()
         result = UpResult(the_plan, executor.run())
         kept = [a.name for a in the_plan.wanted if a.service not in result.failed]
         removed = [a.name for a in the_plan.actions if a.kind == "remove"]
-        ours = {c.id for c in store.containers(project.name)}
-        refresh_hosts(store, {n: _files(settings, project.name, n) for n in ours})
+        executor.refresh_hosts()
         _publish(settings, project.name, [a for a in the_plan.wanted if a.name in kept],
                  nets, bindings, store, removed)  # fmt: skip
         if result.failed:
@@ -215,7 +218,15 @@ class _Executor:
         self.runtime, self.store, self.plan = runtime, store, the_plan
         self.hashes, self.nets, self.report = hashes, nets, report
         self.failed: dict[str, str] = {}
+        self._hosts = threading.Lock()  # one rewrite of the hosts files at a time
         self.by_service = {a.service: a.name for a in reversed(the_plan.wanted)}
+
+    def refresh_hosts(self) -> None:
+        """Rewrite (in place) every hosts file of the stack whose content changed."""
+        project = self.stack.project.name
+        with self._hosts:
+            ours = {c.id for c in self.store.containers(project)}
+            refresh_hosts(self.store, {n: _files(self.settings, project, n) for n in ours})
 
     def run(self) -> dict[str, str]:
         import anyio
@@ -325,6 +336,7 @@ class _Executor:
             elif action.kind == "remove":
                 self.report(action.name, "Removing")
                 _remove_container(self.runtime, self.store, self.settings, action.name)
+                self.refresh_hosts()  # its peers forget it at once
                 self.report(action.name, "Removed")
             elif action.kind == "start":
                 self.report(action.name, "Starting")
