@@ -119,14 +119,24 @@ class _Ports:
         self._proxy: ProxyThread | None = None
         self._served: dict[Any, PublishedPort] = {}  # binding without target → published
         self._seen = -1
+        self._stamp = (0, 0)  # inode and mtime of the ports file when last read
+
+    def restored(self) -> list[PublishedPort]:
+        """Listeners the proxy bound again since last asked (they vanished from outside)."""
+        return self._proxy.take_restored() if self._proxy is not None else []
 
     def sync(self) -> None:
         from engine.network.ports import PortBinding, ProxyThread
 
         try:
+            info = os.stat(self.wanted)
+            stamp = (info.st_ino, info.st_mtime_ns)  # replaced whole at each change: a new inode
+            if stamp == self._stamp:
+                return  # unchanged since read
             document = json.loads(self.wanted.read_text())
         except (FileNotFoundError, ValueError):
             return
+        self._stamp = stamp
         if document["generation"] == self._seen:
             return
         self._seen = document["generation"]
@@ -348,6 +358,10 @@ class Supervisor:
         try:
             while True:
                 ports.sync()
+                for port in ports.restored():
+                    b = port.binding
+                    self._event("heal", b.service, what="port listener restored",
+                                host_port=port.host_port, protocol=b.protocol)  # fmt: skip
                 self._adopt()
                 self.prober.run_due()
                 extra = {fd: w for w in self.watchers for fd in w.fds()}

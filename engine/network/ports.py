@@ -241,6 +241,7 @@ class PortProxy:
         self.connect_timeout = connect_timeout
         self._entries: dict[PortBinding, _Entry] = {}
         self._group: anyio.abc.TaskGroup | None = None
+        self.restored: list[PublishedPort] = []  # listeners bound again after they vanished
 
     async def __aenter__(self) -> Self:
         group = anyio.create_task_group()
@@ -311,7 +312,7 @@ class PortProxy:
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         try:
-            with entry.scope, sock:
+            with entry.scope:
                 async with anyio.create_task_group() as relays:
                     task_status.started()
                     while True:
@@ -321,11 +322,30 @@ class PortProxy:
                         except BlockingIOError:
                             continue  # another process sharing the socket took it
                         except OSError:  # EMFILE and the like: the backlog waits meanwhile
+                            if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                                sock = await self._listen_again(entry, sock)
+                                continue
                             await anyio.sleep(_ACCEPT_BACKOFF)
                             continue
                         relays.start_soon(self._relay, entry, client)
         finally:
+            sock.close()
             entry.closed.set()
+
+    async def _listen_again(self, entry: _Entry, sock: socket.socket) -> socket.socket:
+        """The listener stopped listening (closed from outside: `ss -K`, SOCK_DESTROY): the
+        same host port is bound again, as soon as it can be; recorded in `restored`."""
+        sock.close()
+        binding = replace(entry.published.binding, host_port=entry.published.host_port,
+                          host_port_end=0)  # fmt: skip
+        while True:
+            try:
+                fresh, _ips = _open_port(binding, entry.published.host_port)
+            except OSError:
+                await anyio.sleep(_ACCEPT_BACKOFF)  # taken meanwhile: try again
+                continue
+            self.restored.append(entry.published)
+            return fresh
 
     async def _relay(self, entry: _Entry, client: socket.socket) -> None:
         binding = entry.published.binding
@@ -493,3 +513,11 @@ class ProxyThread:
 
     def published(self) -> list[PublishedPort]:
         return self._portal.call(self._proxy.published)
+
+    def take_restored(self) -> list[PublishedPort]:
+        """The listeners bound again since the last call (see PortProxy._listen_again)."""
+        return self._portal.call(self._take_restored)
+
+    async def _take_restored(self) -> list[PublishedPort]:
+        taken, self._proxy.restored = self._proxy.restored, []
+        return taken

@@ -271,3 +271,43 @@ def test_network_mode_service_follows_its_target_when_it_is_recreated(stacks: St
 
     eventually(same_namespace, what="sidecar in web's new namespace")
     assert "hello" in stacks.run(f"{p}-sidecar-1", "timeout 2 wget -q -O- http://127.0.0.1/")[1]
+
+
+def _destroy_listener(address: str, port: int) -> None:
+    """Close a TCP listener from outside, as `ss -K` does (a SOCK_DESTROY netlink request)."""
+    import socket
+    import struct
+
+    sock_diag, sock_destroy = 4, 21  # NETLINK_SOCK_DIAG, SOCK_DESTROY
+    request = struct.pack("=BBBxI", socket.AF_INET, socket.IPPROTO_TCP, 0, 1 << 10)  # TCP_LISTEN
+    request += struct.pack(">HH", port, 0) + socket.inet_aton(address) + bytes(12) + bytes(16)
+    request += struct.pack("=III", 0, 0xFFFFFFFF, 0xFFFFFFFF)  # any interface, no cookie
+    header = struct.pack("=IHHII", 16 + len(request), sock_destroy, 1 | 4, 1, 0)  # REQUEST|ACK
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, sock_diag) as nl:
+        nl.send(header + request)
+        answer = nl.recv(4096)
+    error = struct.unpack("=i", answer[16:20])[0]
+    assert error == 0, f"SOCK_DESTROY: {os.strerror(-error)}"
+
+
+def test_a_published_port_listener_closed_from_outside_is_restored(stacks: Stacks) -> None:
+    import urllib.request
+
+    stack = stacks.load("services:" + WEB + '    ports: ["127.0.0.1::80"]\n')
+    p = stack.project.name
+    stacks.up(stack)
+    with StateStore(stacks.root) as store:
+        [port] = store.ports(p)
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port.host_port}/", timeout=2) as reply:
+                return reply.read().startswith(b"hello")
+        except OSError:
+            return False
+
+    assert answers()
+    _destroy_listener("127.0.0.1", port.host_port)
+    eventually(answers, what="listener restored")
+    eventually(lambda: any(e.get("what") == "port listener restored" for e in heals(stacks, p)),
+               what="heal event")  # fmt: skip
