@@ -33,7 +33,7 @@ if [ "${1:-}" != "--no-example" ]; then
     PATH="$PWD/.venv/bin:$PATH" examples/busybox-image.sh >/dev/null
     .venv/bin/composer image ls
     echo "The stack, up (stop it with: composer down examples/web/compose.yaml):"
-    if .venv/bin/composer up examples/web/compose.yaml; then
+    if .venv/bin/composer up -d --wait --wait-timeout 60 --progress plain examples/web/compose.yaml; then
         .venv/bin/composer ps examples/web/compose.yaml
         echo "Its page, through the published port 127.0.0.1:8080:"
         .venv/bin/python - <<'PY'
