@@ -302,6 +302,8 @@ class _Executor:
                     return
             elif condition == "service_healthy":
                 if health == "healthy":
+                    if reported:
+                        self.report(name, "Healthy")
                     return
                 if not health and state.status == "running":
                     raise _Failed(f"dependency {needed} has no healthcheck: it cannot become "
@@ -316,6 +318,8 @@ class _Executor:
                     )
             elif condition == "service_completed_successfully" and state.status == "exited":
                 if state.exit_code == 0:
+                    if reported:
+                        self.report(name, "Exited")
                     return
                 raise _Failed(f"dependency {needed} did not complete successfully: container "
                               f"{name} exited ({state.exit_code})"
