@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from ipaddress import ip_address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 
 from composer.config.service import Service
 from composer.errors import ComposerError
-from composer.state import StateStore
+from composer.state import AddressRecord, StateStore
+
+IPAddress = IPv4Address | IPv6Address
 
 __all__ = ["ContainerFiles", "HostsHeader", "refresh_hosts", "write_files"]
 
@@ -103,25 +105,42 @@ def _touched(path: Path) -> Path:
     return path
 
 
-def hosts_content(store: StateStore, container: str, header: HostsHeader) -> str:
+class AddressBook:
+    """Every address allocation and gateway, read once (a refresh of N hosts files reads
+    them once, not N times), addresses parsed once."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.of: dict[str, list[tuple[AddressRecord, IPAddress]]] = {}  # by container
+        self.on: dict[str, list[tuple[AddressRecord, IPAddress]]] = {}  # by bridge
+        for record in store.addresses():  # by bridge, then container
+            entry = (record, ip_address(record.address))
+            self.of.setdefault(record.container, []).append(entry)
+            self.on.setdefault(record.bridge, []).append(entry)
+        self.gateways = {n.bridge: n.gateway for n in store.networks()}
+
+
+def hosts_content(
+    store: StateStore, container: str, header: HostsHeader, book: AddressBook | None = None
+) -> str:
     """The container's /etc/hosts now: localhost lines, extra_hosts, itself (its address on
     its first network, hostname and names), then each peer on each shared network."""
     from engine.network.hosts import HostsEntry, render_hosts
 
-    own_rows = store.addresses(container=container)
+    book = book or AddressBook(store)
+    own_rows = book.of.get(container, [])
     own: list[HostsEntry] = []
     fqdn = f"{header.hostname}.{header.domainname}" if header.domainname else ""
     names = tuple(n for n in (fqdn, header.hostname) if n)
     if own_rows:
-        first = own_rows[0]
-        own.append(HostsEntry(ip_address(first.address), tuple(dict.fromkeys(names + first.names))))
-        own += [HostsEntry(ip_address(r.address), r.names) for r in own_rows[1:]]
+        first, at = own_rows[0]
+        own.append(HostsEntry(at, tuple(dict.fromkeys(names + first.names))))
+        own += [HostsEntry(a, r.names) for r, a in own_rows[1:]]
     peers: list[HostsEntry] = []
-    for row in own_rows:
-        for peer in store.addresses(bridge=row.bridge):
+    for row, _ in own_rows:
+        for peer, at in book.on.get(row.bridge, []):
             if peer.container != container:
-                peers.append(HostsEntry(ip_address(peer.address), peer.names))
-    gateway = _first_gateway(store, own_rows[0].bridge) if own_rows else None
+                peers.append(HostsEntry(at, peer.names))
+    gateway = book.gateways.get(own_rows[0][0].bridge) if own_rows else None
     extra = []
     for name, address in header.extra:
         if address == "host-gateway":
@@ -132,19 +151,13 @@ def hosts_content(store: StateStore, container: str, header: HostsHeader) -> str
     return render_hosts(own, peers, extra, header.ipv6)
 
 
-def _first_gateway(store: StateStore, bridge: str) -> str | None:
-    for record in store.networks():
-        if record.bridge == bridge:
-            return record.gateway
-    return None
-
-
 def refresh_hosts(store: StateStore, files_of: dict[str, ContainerFiles]) -> list[str]:
     """Rewrite, in place, the hosts file of each container in `files_of` whose content
     changed; the ids of those rewritten."""
     from engine.network.hosts import write_in_place
 
     changed = []
+    book = AddressBook(store)
     for container, files in files_of.items():
         try:
             header = HostsHeader(**json.loads(files.header.read_text()))
@@ -153,7 +166,7 @@ def refresh_hosts(store: StateStore, files_of: dict[str, ContainerFiles]) -> lis
         header = HostsHeader(header.hostname, header.domainname,
                              tuple(tuple(e) for e in header.extra), header.ipv6)  # type: ignore[misc]  # fmt: skip
         if files.hosts.exists() and write_in_place(
-            files.hosts, hosts_content(store, container, header)
+            files.hosts, hosts_content(store, container, header, book)
         ):
             changed.append(container)
     return changed

@@ -4,13 +4,13 @@ the runtime turns it into the init program's Spec once the rootfs and identity a
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from engine.cgroups.base import CgroupLimits
 from engine.container.health import HealthConfig
 from engine.container.restart import RestartPolicy
-from engine.container.spec import DEFAULT_CAPABILITIES, Mount, Rlimit
+from engine.container.spec import DEFAULT_CAPABILITIES, Mount, Rlimit, plain
 from engine.network.veth import Attachment
 from engine.userns import IdMap
 
@@ -79,7 +79,7 @@ class ContainerConfig:
         return (self.uid_map, self.gid_map) if self.uid_map else None
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), indent=1, default=str).encode()
+        return json.dumps(plain(self), indent=1, default=str).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> ContainerConfig:

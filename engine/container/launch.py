@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from engine.container.spec import Spec
+from engine.container.spec import Spec, plain
 from engine.errors import EngineError
 
 __all__ = ["SHIM", "ContainerError", "Started", "launch", "start_time"]
@@ -71,8 +71,6 @@ def _through_zygote(
     terminal_log: int,
 ) -> Started | None:
     """Start the container through the zygote of `root`; None when there is no zygote."""
-    import dataclasses
-
     from engine.container.zygote import request_start
 
     sync_r, sync_w = os.pipe()
@@ -83,7 +81,7 @@ def _through_zygote(
         if extra >= 0:
             fds.append(extra)
     request = {
-        "spec": dataclasses.asdict(spec),
+        "spec": plain(spec),
         "fds": fds,
         "stdin": fds[0], "stdout": stdout, "stderr": stderr, "sync": sync_w, "go": go_r,
         "terminal": terminal, "hold": hold, "out": terminal_log if terminal >= 0 else -1,

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import asdict, dataclass
-from typing import Final
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Any, Final
 
-__all__ = ["DEFAULT_CAPABILITIES", "Mount", "Rlimit", "Spec"]
+__all__ = ["DEFAULT_CAPABILITIES", "Mount", "Rlimit", "Spec", "plain"]
 
 # Docker's default capability set (moby oci/caps/defaults.go).
 DEFAULT_CAPABILITIES: Final = (
@@ -50,6 +50,21 @@ READONLY_PATHS: Final = (
     "/proc/sys",
     "/proc/sysrq-trigger",
 )
+
+
+def plain(value: Any) -> Any:
+    """`dataclasses.asdict` without its deep copies (every field here is immutable): nested
+    dataclasses become dicts, tuples stay tuples. A container's start serialises its config
+    and spec a few times; asdict's copying was a good part of the start's own CPU time."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, tuple):
+        return tuple(plain(v) for v in value)
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
 
 
 @dataclass(frozen=True)
@@ -112,10 +127,10 @@ class Spec:
         nothing to read it)."""
         import marshal
 
-        return marshal.dumps(asdict(self))
+        return marshal.dumps(plain(self))
 
     def to_json(self) -> bytes:
-        doc = asdict(self)
+        doc = plain(self)
         doc["seccomp"] = base64.b64encode(self.seccomp).decode()
         return json.dumps(doc, separators=(",", ":")).encode()
 
