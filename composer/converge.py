@@ -288,6 +288,7 @@ class _Executor:
 
         reported = False
         until = time.monotonic() + 2  # for an exit record
+        check = time.monotonic() + 2  # when to make sure the stack's supervisor runs
         while True:
             try:
                 state = self.runtime.get(name).state
@@ -324,6 +325,11 @@ class _Executor:
                 raise _Failed(f"dependency {needed} did not complete successfully: container "
                               f"{name} exited ({state.exit_code})"
                               + _last_lines(self.runtime, name))  # fmt: skip
+            if condition == "service_healthy" and time.monotonic() > check:
+                # probes are the supervisor's: one must run (it may have been killed)
+                ensure_supervisor(self.settings.root, self.stack.project.name, SUPERVISOR,
+                                  wait=False)  # fmt: skip
+                check = time.monotonic() + 2
             if not reported:
                 self.report(name, {"service_healthy": "Waiting (healthy)",
                                    "service_completed_successfully": "Waiting (completed)"}

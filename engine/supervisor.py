@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Supervisor", "Watcher", "ensure_supervisor", "publish", "supervisor_pid"]
 
+_MTIME_TICK_NS: Final = 100_000_000  # far above the coarse clock's tick (1-10 ms)
 _PUMP_INTERVAL: Final = 0.25
 _EXIT_RECORD_WAIT: Final = 5.0  # seconds a shim may take to record how its container ended
 
@@ -181,6 +182,13 @@ class _Ports:
             self._proxy.close()
 
 
+def _settled(mtime_ns: int) -> int:
+    """`mtime_ns` when it can be trusted to change at the next change, else 0 (look again):
+    a directory's mtime comes from a coarse clock, so a change in the same tick as the one
+    just seen would leave it as it is."""
+    return mtime_ns if time.time_ns() - mtime_ns > _MTIME_TICK_NS else 0
+
+
 def _size(path: str) -> int:
     try:
         return os.stat(path).st_size
@@ -257,7 +265,8 @@ class Supervisor:
         except FileNotFoundError:
             return []
         if listed != self._listed:
-            self._listed, self._ids = listed, self.runtime.ids()
+            self._ids = self.runtime.ids()
+            self._listed = _settled(listed)
         members = []
         for container_id in self._ids:
             if container_id in watched:
@@ -270,7 +279,7 @@ class Supervisor:
                 continue
             with contextlib.suppress(Exception):
                 container = self.runtime.get(container_id)
-                self._stamps[container_id] = stamp
+                self._stamps[container_id] = _settled(stamp)
                 if container.config.group == self.group:
                     members.append(container)
         return members

@@ -45,3 +45,22 @@ def test_only_one_supervisor_runs_per_group(runtime: Runtime, make: Make, group:
     runtime.start(config.id)
     first = ensure_supervisor(runtime.root, group)
     assert ensure_supervisor(runtime.root, group) == first
+
+
+def test_a_container_made_in_the_same_mtime_tick_as_a_listing_is_still_seen(runtime: Runtime, make: Make, group: str) -> None:
+    """Directory mtimes come from a coarse clock: a container made in the same tick as the
+    supervisor's last look leaves the containers' directory mtime as it was. It was never
+    watched (nor probed, nor restarted); a recent mtime is not trusted now."""
+    from engine.supervisor import Supervisor
+
+    supervisor = Supervisor(runtime.root, group)
+    seen = os.stat(runtime.containers)
+    assert supervisor._members(set()) == []
+    config = make("sleep", "60", group=group)
+    runtime.create(config)
+    runtime.start(config.id)
+    os.utime(runtime.containers, ns=(seen.st_atime_ns, seen.st_mtime_ns))  # the same tick
+    try:
+        assert [c.id for c in supervisor._members(set())] == [config.id]
+    finally:
+        runtime.stop(config.id, timeout=0)
