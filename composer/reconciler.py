@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["Reconciler", "main"]
 
 _BACKSTOP: Final = 30.0  # seconds between looks when nothing happens
+_HOSTS_BACKSTOP: Final = 300.0  # seconds between comparisons of every hosts file, unprompted
 _RTMGRP_LINK: Final = 1
 
 
@@ -57,7 +58,8 @@ class Reconciler:
         self._inotify = INotify(nonblocking=True)
         self._watched: dict[str, int] = {}  # hosts file → watch descriptor
         self._ours: frozenset[bytes] = frozenset()  # our links' names, as netlink spells them
-        self._masters: dict[str, str] = {}  # during a look: link name → its bridge's name
+        self._hosts_dirty = True  # a hosts file changed (inotify), or containers did
+        self._hosts_seen = 0.0  # when the hosts files were last compared
         self._dirty = True
         self._last = 0.0
         self._up = (True, 0.0)  # whether the stack is up, and when that was read
@@ -70,7 +72,7 @@ class Reconciler:
     def ready(self, fd: int) -> None:
         if fd != self._links.fileno():
             self._inotify.read(timeout=0)
-            self._dirty = True
+            self._dirty = self._hosts_dirty = True
             return
         try:
             while data := self._links.recv(65536):
@@ -86,7 +88,7 @@ class Reconciler:
 
     def turn(self, ended: list[str]) -> None:
         if ended:
-            self._dirty = True
+            self._dirty = self._hosts_dirty = True
         if not self._dirty and time.monotonic() - self._last < _BACKSTOP:
             return
         if self.look():
@@ -118,26 +120,20 @@ class Reconciler:
 
     def _heal(self, store: StateStore) -> None:
         from engine.errors import EngineError
-        from engine.network.rtnl import host_iproute
 
         healed_bridges = self._heal_bridges(store)
-        with host_iproute() as ipr:  # one dump of the host's links for the whole look
-            links = {link["index"]: link for link in ipr.get_links()}
-        names = {i: link.get_attr("IFLA_IFNAME") for i, link in links.items()}
-        self._masters = {names[i]: names.get(link.get_attr("IFLA_MASTER") or 0, "")
-                         for i, link in links.items()}  # fmt: skip
         records = store.containers(self.project)
-        for record in records:
-            try:
-                self._heal_container(store, record.id, healed_bridges)
-            except (EngineError, OSError) as exc:
-                self._event(store, "heal-failed", record.id, reason=str(exc))
-        self._heal_hosts(store, [r.id for r in records])
         ours = {n.bridge for n in store.networks(self.project)}
         for record in records:
-            with contextlib.suppress(EngineError):
-                ours |= {a.host_ifname for a in self.runtime.get(record.id).config.networks}
+            try:
+                ours |= self._heal_container(store, record.id, healed_bridges)
+            except (EngineError, OSError) as exc:
+                self._event(store, "heal-failed", record.id, reason=str(exc))
         self._ours = frozenset(name.encode() + b"\0" for name in ours)
+        if self._hosts_dirty or time.monotonic() - self._hosts_seen > _HOSTS_BACKSTOP:
+            self._hosts_dirty = False
+            self._hosts_seen = time.monotonic()
+            self._heal_hosts(store, [r.id for r in records])
 
     def _event(self, store: StateStore, kind: str, subject: str, **detail: object) -> None:
         store.add_event(self.project, kind, subject, **detail)
@@ -167,7 +163,10 @@ class Reconciler:
                 ensure_masquerade(record.bridge, [s for s in (record.subnet, record.subnet6) if s])
         return healed
 
-    def _heal_container(self, store: StateStore, name: str, healed_bridges: set[str]) -> None:
+    def _heal_container(
+        self, store: StateStore, name: str, healed_bridges: set[str]
+    ) -> set[str]:
+        """Heal one container; the names of its host-side links."""
         from engine.container.config import ContainerConfig
         from engine.errors import EngineError
 
@@ -178,24 +177,26 @@ class Reconciler:
         if container is None or self._gone(name, container.state.status):
             recorded = store.config(name)
             if recorded is None:
-                return
+                return set()
             with contextlib.suppress(EngineError):
                 self.runtime.remove(name, force=True)
-            self.runtime.create(ContainerConfig.from_json(recorded))
+            config = ContainerConfig.from_json(recorded)
+            self.runtime.create(config)
             self.runtime.start(name)
             self._event(store, "heal", name, what="container re-created")
-            return
+            return {a.host_ifname for a in config.networks}
+        config = container.config
+        links = {a.host_ifname for a in config.networks}
         state = container.state
         if state.status not in ("running", "paused"):
-            return
-        config = container.config
+            return links
         if config.network.startswith("container:"):
             self._follow(store, name, config.network.partition(":")[2], state.pid)
-            return
+            return links
         missing = [
             a
             for a in config.networks
-            if a.bridge in healed_bridges or self._masters.get(a.host_ifname) != a.bridge
+            if a.bridge in healed_bridges or _master(a.host_ifname) != a.bridge
         ]
         if missing:
             from engine.network.netns import open_netns
@@ -209,6 +210,7 @@ class Reconciler:
                 os.close(fd)
             self._event(store, "heal", name, what="re-attached",
                         interfaces=[a.ifname for a in missing])  # fmt: skip
+        return links
 
     def _gone(self, name: str, status: str) -> bool:
         """Whether a container that does not run lost its cgroup or root filesystem (removed
@@ -257,6 +259,15 @@ class Reconciler:
                 mask = flags.MODIFY | flags.ATTRIB | flags.DELETE_SELF
                 with contextlib.suppress(OSError):
                     self._watched[path] = self._inotify.add_watch(path, mask)
+
+
+def _master(link: str) -> str:
+    """The bridge `link` is a port of ("" when none, or no such link): sysfs, not a netlink
+    dump of every link of the host (which costs more the more links the host has)."""
+    try:
+        return os.path.basename(os.readlink(f"/sys/class/net/{link}/master"))
+    except OSError:
+        return ""
 
 
 def main(root: Path, project: str) -> None:

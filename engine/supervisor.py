@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["Supervisor", "Watcher", "ensure_supervisor", "publish", "supervisor_pid"]
 
 _MTIME_TICK_NS: Final = 100_000_000  # far above the coarse clock's tick (1-10 ms)
-_PUMP_INTERVAL: Final = 0.25
+_PUMP_INTERVAL: Final = 1.0  # a turn at least this often: output moved into logs
 _EXIT_RECORD_WAIT: Final = 5.0  # seconds a shim may take to record how its container ended
 
 

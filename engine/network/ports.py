@@ -12,6 +12,7 @@ datagram either way.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import fcntl
@@ -241,7 +242,8 @@ class PortProxy:
         self.connect_timeout = connect_timeout
         self._entries: dict[PortBinding, _Entry] = {}
         self._group: anyio.abc.TaskGroup | None = None
-        self.restored: list[PublishedPort] = []  # listeners bound again after they vanished
+        # listeners bound again after they vanished (a deque: another thread may take them)
+        self.restored: collections.deque[PublishedPort] = collections.deque()
 
     async def __aenter__(self) -> Self:
         group = anyio.create_task_group()
@@ -515,9 +517,10 @@ class ProxyThread:
         return self._portal.call(self._proxy.published)
 
     def take_restored(self) -> list[PublishedPort]:
-        """The listeners bound again since the last call (see PortProxy._listen_again)."""
-        return self._portal.call(self._take_restored)
-
-    async def _take_restored(self) -> list[PublishedPort]:
-        taken, self._proxy.restored = self._proxy.restored, []
+        """The listeners bound again since the last call (see PortProxy._listen_again); read
+        without waking the proxy's thread (deque pops are atomic)."""
+        taken = []
+        with contextlib.suppress(IndexError):
+            while True:
+                taken.append(self._proxy.restored.popleft())
         return taken
