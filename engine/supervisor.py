@@ -239,6 +239,11 @@ class Supervisor:
         self._ids: list[str] = []
         self._stamps: dict[str, int] = {}  # container id → its directory's mtime when seen
         self._written: dict[str, tuple[int, ...]] = {}  # container id → output sizes pumped
+        from inotify_simple import INotify  # type: ignore[import-untyped]
+
+        self._writes = INotify(nonblocking=True)  # on the watched containers' raw output
+        self._outputs: dict[int, str] = {}  # watch descriptor → container id
+        self._wrote: set[str] = set()  # containers whose output grew since their last pump
         self._events = _run_dir(root) / f"{group}.events"
         self.watchers = watchers
         self.restarter = Restarter(self.runtime, self._event)
@@ -294,6 +299,7 @@ class Supervisor:
                 fd = self.runtime.pidfd(container_id)
                 if fd is not None:
                     self._watched[fd] = container_id
+                    self._watch_output(container_id)
                     self._event("watch", container_id)
                     if container.config.restart != "no":
                         self.runtime.preload(container.config)  # a fast first restart
@@ -314,6 +320,28 @@ class Supervisor:
         self._unrecorded.pop(container_id, None)
         self._decided[container_id] = state.started_at
         self.restarter.ended(container_id, state)
+
+    def _watch_output(self, container_id: str) -> None:
+        """Note writes to the container's raw output (inotify): a turn pumps only the
+        containers that wrote, instead of looking at every one's files."""
+        from inotify_simple import flags
+
+        self._wrote.add(container_id)  # what it wrote before the watch
+        for stream in ("stdout", "stderr"):
+            with contextlib.suppress(OSError):
+                path = str(self.runtime.containers / container_id / stream)
+                self._outputs[self._writes.add_watch(path, flags.MODIFY)] = container_id
+
+    def _pump_written(self) -> None:
+        """Pump the output of the watched containers that wrote since the last turn."""
+        for event in self._writes.read(timeout=0):
+            if event.wd in self._outputs:
+                self._wrote.add(self._outputs[event.wd])
+        watched = set(self._watched.values())
+        for container_id in [c for c in self._wrote if c in watched]:
+            self._wrote.discard(container_id)
+            with contextlib.suppress(OSError):
+                self._pump(container_id)
 
     def _pump(self, container_id: str, final: bool = False) -> None:
         from engine.container.logs import pump
@@ -391,9 +419,7 @@ class Supervisor:
                 self.restarter.run_due()
                 for watcher in self.watchers:
                     watcher.turn(ended)
-                for container_id in list(self._watched.values()):
-                    with contextlib.suppress(OSError):
-                        self._pump(container_id)
+                self._pump_written()
                 busy = self._watched or ports.serving or self.restarter.pending()
                 if busy or any(w.busy() for w in self.watchers):
                     quiet_since = time.monotonic()
@@ -401,6 +427,7 @@ class Supervisor:
                     return
         finally:
             self.prober.close()
+            self._writes.close()
             ports.close()
 
 
