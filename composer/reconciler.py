@@ -40,6 +40,7 @@ __all__ = ["Reconciler", "main"]
 _BACKSTOP: Final = 30.0  # seconds between looks when nothing happens
 _HOSTS_BACKSTOP: Final = 300.0  # seconds between comparisons of every hosts file, unprompted
 _RTMGRP_LINK: Final = 1
+_RTM_DELLINK: Final = 17
 
 
 class Reconciler:
@@ -76,8 +77,7 @@ class Reconciler:
             return
         try:
             while data := self._links.recv(65536):
-                # a change to another stack's or the host's links is none of our business
-                if not self._ours or any(name in data for name in self._ours):
+                if any(self._concerns(m) for m in _messages(data)):
                     self._dirty = True
         except BlockingIOError:
             pass
@@ -85,6 +85,13 @@ class Reconciler:
             if exc.errno != errno.ENOBUFS:
                 raise
             self._dirty = True  # the kernel dropped messages (a burst of link changes): look
+
+    def _concerns(self, message: bytes) -> bool:
+        """Whether a netlink message is the loss of one of our links: a deleted link (a link
+        changing — carrier, IPv6 router solicitations for seconds after it is made — is not
+        drift; another stack's or the host's links are none of our business)."""
+        kind = int.from_bytes(message[4:6], sys.byteorder)
+        return kind == _RTM_DELLINK and (not self._ours or any(n in message for n in self._ours))
 
     def turn(self, ended: list[str]) -> None:
         if ended:
@@ -259,6 +266,18 @@ class Reconciler:
                 mask = flags.MODIFY | flags.ATTRIB | flags.DELETE_SELF
                 with contextlib.suppress(OSError):
                     self._watched[path] = self._inotify.add_watch(path, mask)
+
+
+def _messages(data: bytes) -> list[bytes]:
+    """The netlink messages in one datagram (each: length, type, flags, seq, pid, payload)."""
+    found, offset = [], 0
+    while offset + 16 <= len(data):
+        length = int.from_bytes(data[offset : offset + 4], sys.byteorder)
+        if length < 16:
+            break
+        found.append(data[offset : offset + length])
+        offset += (length + 3) & ~3
+    return found
 
 
 def _master(link: str) -> str:
