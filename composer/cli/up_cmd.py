@@ -20,7 +20,8 @@ _STACK_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def waiting() -> None:
-    click.echo("waiting: another composer command is acting on this stack", err=True)
+    click.echo("waiting: another composer command, or the stack's reconciler, is acting on "
+               "this stack", err=True)  # fmt: skip
 
 
 def split_stack_file(ctx: Context, args: tuple[str, ...]) -> tuple[Context, tuple[str, ...]]:
