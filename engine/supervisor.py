@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["Supervisor", "Watcher", "ensure_supervisor", "publish", "supervisor_pid"]
 
 _MTIME_TICK_NS: Final = 100_000_000  # far above the coarse clock's tick (1-10 ms)
-_PUMP_INTERVAL: Final = 1.0  # a turn at least this often: output moved into logs
+_PUMP_INTERVAL: Final = 0.25  # a turn at least this often: output moved into logs
 _EXIT_RECORD_WAIT: Final = 5.0  # seconds a shim may take to record how its container ended
 
 
@@ -381,6 +381,8 @@ class Supervisor:
         """How long the loop may wait: until the next restart or probe is due, at most
         _PUMP_INTERVAL."""
         times = [_PUMP_INTERVAL, self.restarter.timeout(), self.prober.timeout()]
+        if self._unrecorded:  # an end whose record the shim is writing: look again soon
+            times.append(0.005)
         return min(t for t in times if t is not None)
 
     def run(self) -> None:

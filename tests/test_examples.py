@@ -122,7 +122,6 @@ def test_web_page_is_fetched_by_the_client_by_service_name(stacks: Stacks) -> No
 
 
 @pytest.mark.kernel
-@pytest.mark.xfail(reason="healthchecks not implemented yet", strict=False)
 def test_three_tier_answers_through_the_proxy_once_every_tier_is_healthy(
     stacks: Stacks,
 ) -> None:

@@ -63,4 +63,5 @@ def test_a_container_made_in_the_same_mtime_tick_as_a_listing_is_still_seen(runt
     try:
         assert [c.id for c in supervisor._members(set())] == [config.id]
     finally:
+        supervisor._writes.close()
         runtime.stop(config.id, timeout=0)
