@@ -68,7 +68,7 @@ def test_failing_probes_make_it_unhealthy_after_their_retries(runtime: Runtime, 
     health = health_of(runtime, config.id)
     assert health.failing_streak >= 3 and len(health.log) >= 3
     assert {(p.exit_code, p.output) for p in health.log} == {(1, "no\n")}
-    assert [e["status"] for e in changes(runtime, group, config.id)] == ["unhealthy"]
+    assert until(lambda: [e["status"] for e in changes(runtime, group, config.id)] == ["unhealthy"])  # the event follows the record
     assert until(lambda: len(health_of(runtime, config.id).log) == 5)
     assert not until(lambda: len(health_of(runtime, config.id).log) > 5, timeout=1.0)
 
