@@ -41,11 +41,12 @@ from engine.network import (
     ensure_bridge,
     gateway_of,
     host_networks,
-    netns_iproute,
     remove_bridge,
     veth_name,
 )
-from engine.network.rtnl import host_iproute
+from engine.network.netns import netns_rtnl
+from engine.network.rtnl import Rtnl
+from tests.iproute import host_iproute
 from tests.network.netnstools import Netns, spawn_netns
 
 
@@ -125,10 +126,10 @@ def bench_attach(bench: Bench, runs: int) -> dict[str, object]:
         timed(lambda ns=ns, a=a: attach(ns.fd, a))  # type: ignore[misc]
         for ns, a in zip(namespaces[:20], attachments[:20], strict=True)
     ]
-    host_handle = [timed(lambda: host_iproute().__enter__().close()) for _ in range(50)]
+    host_handle = [timed(lambda: Rtnl().close()) for _ in range(50)]
 
     def open_close_inside(ns: Netns) -> None:
-        with netns_iproute(ns.fd):
+        with netns_rtnl(ns.fd):
             pass
 
     inside_handle = [timed(lambda: open_close_inside(namespaces[0])) for _ in range(50)]

@@ -17,7 +17,7 @@ from engine.images.store import Image, ImageStore
 
 if TYPE_CHECKING:  # the loader (pydantic) and the registry client (httpx) load when used
     from composer.config.loader import Stack
-    from engine.images.registry import PullProgress
+    from engine.images.registry import PullProgress, RegistryClient
 
 __all__ = [
     "ImageNeed",
@@ -124,13 +124,19 @@ async def pull_images(
     policy forbids it), concurrently; each outcome says what happened to one image."""
     import anyio
 
-    from engine.images.auth import docker_credentials
-    from engine.images.registry import RegistryClient
-
     store = open_store(settings)
-    client = RegistryClient(store, settings.insecure_registries, docker_credentials)
+    clients: list[RegistryClient] = []  # made on the first pull: httpx takes ~60 ms to load
     outcomes: dict[int, PullOutcome] = {}
     now = time.time()
+
+    def client() -> RegistryClient:
+        if not clients:
+            from engine.images.auth import docker_credentials
+            from engine.images.registry import RegistryClient
+
+            clients.append(RegistryClient(store, settings.insecure_registries,
+                                          docker_credentials))  # fmt: skip
+        return clients[0]
 
     async def one(index: int, need: ImageNeed) -> None:
         present = store.find(str(need.ref))
@@ -147,7 +153,7 @@ async def pull_images(
             )
             return
         try:
-            image = await client.pull(need.ref, progress)
+            image = await client().pull(need.ref, progress)
         except EngineError as exc:
             outcomes[index] = PullOutcome(need, present, str(exc))
             return

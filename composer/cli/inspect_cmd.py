@@ -206,15 +206,14 @@ def _macs(member: Member) -> dict[str, str]:
     if member.state.status not in ACTIVE or not member.state.pid or not member.config.networks:
         return {}
     from engine.errors import EngineError
-    from engine.network.netns import netns_iproute, open_netns
+    from engine.network.netns import netns_rtnl, open_netns
 
     try:
         fd = open_netns(member.state.pid)
     except EngineError:
         return {}
     try:
-        with netns_iproute(fd) as ipr:
-            return {link.get_attr("IFLA_IFNAME"): link.get_attr("IFLA_ADDRESS")
-                    for link in ipr.get_links()}  # fmt: skip
+        with netns_rtnl(fd) as rtnl:
+            return {link.name: link.mac for link in rtnl.links()}
     finally:
         os.close(fd)

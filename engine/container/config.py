@@ -91,22 +91,10 @@ class ContainerConfig:
             doc[key] = tuple(tuple(pair) for pair in doc[key])
         for key in ("layers", "argv", "env", "group_add", "capabilities"):
             doc[key] = tuple(doc[key])
-        doc["networks"] = tuple(_attachment(a) for a in doc.get("networks", ()))
+        doc["networks"] = tuple(Attachment.from_plain(a) for a in doc.get("networks", ()))
         for key in ("uid_map", "gid_map"):
             doc[key] = tuple(tuple(entry) for entry in doc.get(key, ()))
         if doc.get("healthcheck") is not None:
             probe = doc["healthcheck"]
             doc["healthcheck"] = HealthConfig(**{**probe, "argv": tuple(probe["argv"])})
         return cls(**doc)
-
-
-def _attachment(doc: dict[str, Any]) -> Attachment:
-    from ipaddress import ip_address, ip_interface
-
-    for key in ("address", "address6"):
-        if doc.get(key) is not None:
-            doc[key] = ip_interface(doc[key])
-    for key in ("gateway", "gateway6"):
-        if doc.get(key) is not None:
-            doc[key] = ip_address(doc[key])
-    return Attachment(**doc)

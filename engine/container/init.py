@@ -1,15 +1,17 @@
 """The container init program: run as `python -S -I init.py SPEC_FD SYNC_FD GO_FD` by the
-runtime, single-threaded and with nothing but the standard library and engine.linux loaded.
+runtime, single-threaded and with nothing but the standard library and engine/ loaded.
 
 It enters the container's cgroup, unshares its namespaces and forks the container's first
 process (PID 1 of the new PID namespace), which builds the mount tree inside the overlay root,
-pivots into it, drops privileges and executes the service. Messages to the runtime are JSON
-lines on SYNC_FD: {"pid": N} once the first process exists (its pid on the host), then
-{"started": true} when it has executed the service, or {"error": "...", "op": "..."}.
-Setup pauses before the final exec until the runtime writes a byte to GO_FD (the network is
-plumbed meanwhile). Nothing here executes a program of the container before privileges are
-dropped, and every path inside the container is resolved under its root (openat2
-RESOLVE_IN_ROOT), so a symlink in the image cannot send a mount or a write to the host.
+pivots into it, drops privileges and executes the service; meanwhile this process, still in
+the host's namespaces, plumbs the first process's network namespace (loopback, a veth pair
+per network). Messages to the runtime are JSON lines on SYNC_FD: {"pid": N} once the first
+process exists and its network is plumbed (its pid on the host), then {"started": true} when
+it has executed the service, or {"error": "...", "op": "..."}. Setup pauses before the final
+exec until the runtime writes a byte to GO_FD (after its own steps). Nothing here executes a
+program of the container before privileges are dropped, and every path inside the container
+is resolved under its root (openat2 RESOLVE_IN_ROOT), so a symlink in the image cannot send
+a mount or a write to the host.
 """
 
 from __future__ import annotations
@@ -504,17 +506,49 @@ def start(spec: dict, sync_fd: int, go_fd: int) -> int:  # type: ignore[type-arg
     os.close(go_fd)
     if first != child:
         os.waitpid(child, 0)  # the intermediate process, which ended
-    _send(sync_fd, {"pid": first})
+    failure = _plumb(spec, first)
+    if failure is not None:
+        os.kill(first, 9)  # it waits for the word to go: its own error, if any, comes first
+    else:
+        _send(sync_fd, {"pid": first})
     report = b""
     while chunk := os.read(error_r, 65536):
         report += chunk
     os.close(error_r)
+    if failure is not None and not report:
+        report = _encode({"error": failure, "op": "network"})
     if report:
         os.write(sync_fd, report + b"\n")
     else:
         _send(sync_fd, {"started": True})
     os.close(sync_fd)
     return -1 if report else first
+
+
+def _plumb(spec: dict, pid: int) -> str | None:  # type: ignore[type-arg]
+    """Connect the network namespace of the first process `pid`, when it is one of its own:
+    loopback up, and a veth pair per network with its addresses and routes (engine/network,
+    standard library only, loaded here when first needed). This process is still in the
+    host's namespaces. What went wrong, or None."""
+    if "net" not in spec["namespaces"] or spec["join_net"]:
+        return None
+    from engine.network.errors import NetworkError
+    from engine.network.veth import Attachment, attach, loopback_up
+
+    try:
+        fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        return f"cannot open the network namespace of the first process: {exc.strerror}"
+    try:
+        if not spec["networks"]:
+            loopback_up(fd)
+        for network in spec["networks"]:
+            attach(fd, Attachment.from_plain(network))
+    except (NetworkError, OSError) as exc:
+        return str(exc)
+    finally:
+        os.close(fd)
+    return None
 
 
 def _write_maps(pid: int, spec: dict) -> None:  # type: ignore[type-arg]

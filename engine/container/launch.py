@@ -143,7 +143,7 @@ def launch(
     zygote: Path | None = None,
 ) -> Started:
     """Create and start the container `spec` describes; `before_start(pid)` runs once its
-    namespaces exist and before the service is executed (to plumb its network). `terminal`:
+    namespaces exist and its networks are plumbed, before the service is executed. `terminal`:
     the master of the container's terminal, which the shim keeps and copies into
     `terminal_log`;
     `hold`: the write end of the container's stdin pipe, which the shim keeps open.

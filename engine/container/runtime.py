@@ -273,7 +273,7 @@ class Runtime:
                     stdin=stdio.stdin,
                     stdout=stdio.stdout if config.tty else out,
                     stderr=stdio.stdout if config.tty else err,
-                    before_start=_plumbing(config, before_start),
+                    before_start=before_start,
                     pass_fds=handles,
                     terminal=stdio.master,
                     hold=stdio.hold,
@@ -318,16 +318,12 @@ class Runtime:
     @staticmethod
     def preload(config: ContainerConfig) -> None:
         """Load now what a start of `config` loads on its first use in this process (its
-        seccomp filter, ~16 ms; pyroute2, ~100 ms or more), so that a later start, such as a
-        restart timed from a crash, does not pay for it."""
+        seccomp filter, ~16 ms), so that a later start, such as a restart timed from a crash,
+        does not pay for it."""
         if config.seccomp:
             from engine.seccomp import default_filter
 
             default_filter(frozenset(config.capabilities))
-        if config.network == "none":
-            import pyroute2  # type: ignore[import-untyped]  # noqa: F401
-
-            import engine.network.veth  # noqa: F401
 
     def _joined_network(self, config: ContainerConfig) -> str:
         """The network namespace the container joins, if any: a path, or that of the
@@ -339,9 +335,7 @@ class Runtime:
         target = config.network.partition(":")[2]
         state = self.get(target).state
         if state.status not in ("running", "paused"):
-            raise ContainerError(
-                f"{config.id} joins the network of {target}, which is not running"
-            )
+            raise ContainerError(f"{config.id} joins the network of {target}, which is not running")
         return f"/proc/{state.pid}/ns/net"
 
     def _spec(self, config: ContainerConfig, merged: str, joined: str = "") -> Spec:
@@ -389,6 +383,7 @@ class Runtime:
             domainname=config.domainname,
             namespaces=tuple(namespaces),
             join_net=joined,
+            networks=config.networks if config.network == "none" else (),
             mounts=mounts,
             capabilities=config.capabilities,
             no_new_privileges=config.no_new_privileges,
@@ -727,31 +722,6 @@ class _Stdio:
         for fd in {self.master, self.hold, self.stdin if self.stdin is not None else -1}:
             if fd >= 0:
                 os.close(fd)
-
-
-def _plumbing(
-    config: ContainerConfig, before_start: Callable[[int], None] | None
-) -> Callable[[int], None] | None:
-    """What runs once the container's namespaces exist, before its process starts: a network
-    namespace of its own gets loopback up and a veth per network; then the caller's step."""
-    if config.network != "none":
-        return before_start
-
-    def plumb(pid: int) -> None:
-        from engine.network.netns import open_netns
-        from engine.network.veth import attach, loopback_up
-
-        fd = open_netns(pid)
-        try:
-            loopback_up(fd)
-            for attachment in config.networks:
-                attach(fd, attachment)
-        finally:
-            os.close(fd)
-        if before_start is not None:
-            before_start(pid)
-
-    return plumb
 
 
 def _tini() -> str:

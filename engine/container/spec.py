@@ -6,7 +6,10 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, fields, is_dataclass
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Final
+
+from engine.network.veth import Attachment
 
 __all__ = ["DEFAULT_CAPABILITIES", "Mount", "Rlimit", "Spec", "plain"]
 
@@ -54,8 +57,11 @@ READONLY_PATHS: Final = (
 
 def plain(value: Any) -> Any:
     """`dataclasses.asdict` without its deep copies (every field here is immutable): nested
-    dataclasses become dicts, tuples stay tuples. A container's start serialises its config
-    and spec a few times; asdict's copying was a good part of the start's own CPU time."""
+    dataclasses become dicts, tuples stay tuples, addresses strings. A container's start
+    serialises its config and spec a few times; asdict's copying was a good part of the
+    start's own CPU time."""
+    if isinstance(value, (IPv4Address, IPv6Address)):  # interfaces (with /prefix) included
+        return str(value)
     if is_dataclass(value) and not isinstance(value, type):
         return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, tuple):
@@ -105,6 +111,7 @@ class Spec:
     domainname: str = ""
     namespaces: tuple[str, ...] = ("mnt", "pid", "uts", "ipc", "net", "cgroup")
     join_net: str = ""  # a network namespace to join (/proc/PID/ns/net), or "" for own / host
+    networks: tuple[Attachment, ...] = ()  # plumbed by the init into the container's own one
     mounts: tuple[Mount, ...] = ()
     masked_paths: tuple[str, ...] = MASKED_PATHS
     readonly_paths: tuple[str, ...] = READONLY_PATHS

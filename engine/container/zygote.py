@@ -110,7 +110,8 @@ def serve(root: Path) -> None:
     listener.bind(str(path))
     os.chmod(path, 0o600)
     listener.listen(64)
-    import engine.seccomp  # noqa: F401 - loaded once here: the forks install filters
+    import engine.network.veth
+    import engine.seccomp  # noqa: F401 - and install filters
 
     shim = str(Path(__file__).with_name("composer-shim"))
     last = time.monotonic()

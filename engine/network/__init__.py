@@ -1,7 +1,7 @@
 """Networking of containers: a bridge per stack network, a veth pair per container and
 network, addresses chosen without overlapping the host's, the firewall that keeps networks
 apart, optional outbound NAT, and the /etc/hosts and /etc/resolv.conf of containers.
-pyroute2 and libnftables are loaded only by the calls that talk to the kernel."""
+libnftables is loaded only by the calls that talk to the kernel."""
 
 from engine.network.bridge import (
     BridgeSpec,
@@ -22,7 +22,7 @@ from engine.network.hosts import (
 )
 from engine.network.ipam import allocate_address, allocate_subnet, gateway_of, host_networks
 from engine.network.nat import ensure_masquerade, masquerade_rules, remove_masquerade
-from engine.network.netns import netns_iproute, netns_socket, open_netns, run_in_netns
+from engine.network.netns import netns_rtnl, netns_socket, open_netns, run_in_netns
 from engine.network.nftables import nftables_ruleset
 from engine.network.veth import (
     Attachment,
@@ -58,7 +58,7 @@ __all__ = [
     "link_exists",
     "loopback_up",
     "masquerade_rules",
-    "netns_iproute",
+    "netns_rtnl",
     "netns_socket",
     "nftables_ruleset",
     "open_netns",

@@ -28,15 +28,7 @@ from typing import Final
 
 from engine.network.errors import NetworkError
 from engine.network.names import check_ifname, name_tag
-from engine.network.rtnl import (
-    IFF_UP,
-    host_iproute,
-    kind_of,
-    link_by_name,
-    netlink_call,
-    remove_link,
-    set_addresses,
-)
+from engine.network.rtnl import Rtnl, remove_link, set_addresses
 
 __all__ = [
     "BridgeSpec",
@@ -100,36 +92,27 @@ def ensure_bridge(spec: BridgeSpec, proc_sys: Path = PROC_SYS) -> None:
     """Make bridge `spec.name` exist, carry exactly the gateway addresses of `spec`, have its
     MTU, be up, and (for an internal network) not forward; whatever part of that is already
     true is left as it is."""
-    with host_iproute() as ipr:
-        link = link_by_name(ipr, spec.name)
+    with Rtnl() as rtnl:
+        link = rtnl.link(spec.name)
         if link is None:
             try:
-                netlink_call(
-                    f"create bridge {spec.name}",
-                    ipr.link,
-                    "add",
-                    ifname=spec.name,
-                    kind="bridge",
-                    mtu=spec.mtu,
-                    address=_mac(spec.name),
-                )
+                rtnl.add_bridge(spec.name, spec.mtu, _mac(spec.name))
             except NetworkError:
-                if link_by_name(ipr, spec.name) is None:  # else: made meanwhile by another
+                if rtnl.link(spec.name) is None:  # else: made meanwhile by another
                     raise
-            link = link_by_name(ipr, spec.name)
+            link = rtnl.link(spec.name)
             if link is None:
                 raise NetworkError(f"bridge {spec.name} vanished as it was made")
-        if kind_of(link) != "bridge":
-            raise NetworkError(f"{spec.name} exists and is not a bridge ({kind_of(link)})")
-        index = link["index"]
-        if link.get("mtu") != spec.mtu:
-            netlink_call(f"set the MTU of {spec.name}", ipr.link, "set", index=index, mtu=spec.mtu)
-        set_addresses(ipr, index, spec.name, spec.addresses)
+        if link.kind != "bridge":
+            raise NetworkError(f"{spec.name} exists and is not a bridge ({link.kind})")
+        if link.mtu != spec.mtu:
+            rtnl.set_link(f"set the MTU of {spec.name}", link.index, mtu=spec.mtu)
+        set_addresses(rtnl, link.index, spec.name, spec.addresses)
         # A bridge forwards what it receives as the host does; an internal one never does.
         host = "0" if spec.internal else _read(proc_sys / "net/ipv4/ip_forward")
         _write_if_different(proc_sys / "net/ipv4/conf" / spec.name / "forwarding", host)
-        if not link["flags"] & IFF_UP:
-            netlink_call(f"bring {spec.name} up", ipr.link, "set", index=index, state="up")
+        if not link.up:
+            rtnl.set_link(f"bring {spec.name} up", link.index, up=True)
 
 
 def remove_bridge(name: str) -> None:
@@ -138,9 +121,9 @@ def remove_bridge(name: str) -> None:
 
 
 def bridge_exists(name: str) -> bool:
-    with host_iproute() as ipr:
-        link = link_by_name(ipr, name)
-        return link is not None and kind_of(link) == "bridge"
+    with Rtnl() as rtnl:
+        link = rtnl.link(name)
+        return link is not None and link.kind == "bridge"
 
 
 def enable_ip_forwarding(proc_sys: Path = PROC_SYS) -> bool:

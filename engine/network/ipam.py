@@ -11,7 +11,6 @@ from ipaddress import (
     IPv6Address,
     IPv6Network,
     ip_address,
-    ip_interface,
     ip_network,
 )
 from typing import Any, TypeVar, overload
@@ -28,20 +27,15 @@ _N = TypeVar("_N", IPv4Network, IPv6Network)
 def host_networks() -> list[Network]:
     """Every network the host already reaches directly: the subnets of its addresses and the
     destinations of its routes (of every table; default routes excepted, they cover all)."""
-    from engine.network.rtnl import host_iproute
+    from engine.network.rtnl import Rtnl
 
     found: set[Network] = set()
-    with host_iproute() as ipr:
+    with Rtnl() as rtnl:
+        found.update(a.interface.network for a in rtnl.addresses())
         for family in (socket.AF_INET, socket.AF_INET6):
-            for message in ipr.addr("dump", family=family):
-                for key in ("address", "local"):
-                    value = message.get(key)
-                    if value:
-                        found.add(ip_interface(f"{value}/{message['prefixlen']}").network)
-            for route in ipr.route("dump", family=family):
-                dst = route.get("dst")
-                if dst and route["dst_len"] > 0:
-                    found.add(ip_network(f"{dst}/{route['dst_len']}", strict=False))
+            for route in rtnl.routes(family):
+                if route.dst is not None and route.dst_len > 0:
+                    found.add(ip_network(f"{route.dst}/{route.dst_len}", strict=False))
     return sorted(found, key=lambda n: (n.version, n))
 
 

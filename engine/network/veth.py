@@ -13,27 +13,30 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
-from typing import TYPE_CHECKING, Any, Final
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv6Address,
+    IPv6Interface,
+    ip_address,
+    ip_interface,
+)
+from typing import Any, Final
 
 from engine.network.errors import NetworkError
 from engine.network.names import check_ifname, name_tag
-from engine.network.netns import netns_iproute
+from engine.network.netns import netns_rtnl
 from engine.network.rtnl import (
-    IFF_UP,
-    host_iproute,
-    kind_of,
-    link_by_name,
-    link_index,
-    netlink_call,
+    Link,
+    NetlinkError,
+    Rtnl,
+    check,
     remove_link,
     set_addresses,
     set_default_route,
 )
-
-if TYPE_CHECKING:
-    from pyroute2 import IPRoute  # type: ignore[import-untyped]
 
 __all__ = [
     "Attachment",
@@ -74,6 +77,18 @@ class Attachment:
         ):
             raise NetworkError(f"IPv6 gateway {self.gateway6} is outside {self.address6}")
 
+    @classmethod
+    def from_plain(cls, doc: Mapping[str, Any]) -> Attachment:
+        """The attachment `spec.plain` made `doc` of (addresses as strings)."""
+        values = dict(doc)
+        for key in ("address", "address6"):
+            if values.get(key) is not None:
+                values[key] = ip_interface(values[key])
+        for key in ("gateway", "gateway6"):
+            if values.get(key) is not None:
+                values[key] = ip_address(values[key])
+        return cls(**values)
+
     @property
     def addresses(self) -> tuple[IPv4Interface | IPv6Interface, ...]:
         return (self.address,) if self.address6 is None else (self.address, self.address6)
@@ -92,127 +107,121 @@ def attach(netns_fd: int, attachment: Attachment) -> None:
     """Connect the network namespace `netns_fd` to `attachment.bridge` as `attachment` says,
     making or fixing whatever is missing or different."""
     a = attachment
-    with host_iproute() as host, netns_iproute(netns_fd) as inside:
-        bridge = link_index(host, a.bridge)
+    with Rtnl() as host, netns_rtnl(netns_fd) as inside:
+        bridge = host.index(a.bridge)
         if bridge is None:
             raise NetworkError(f"bridge {a.bridge} does not exist (ensure the network first)")
         container_end = None
-        if link_index(host, a.host_ifname) is not None:
+        if host.index(a.host_ifname) is not None:
             container_end = _existing_pair(host, inside, a, bridge)
         if container_end is None:  # the usual case: a new container, nothing to look at
             _make_pair(host, inside, netns_fd, a, bridge)
-            index = link_index(inside, a.ifname)
-            if index is None:
-                raise NetworkError(f"{a.ifname} vanished from the namespace as it was made")
-            netlink_call(f"bring {a.ifname} up", inside.link, "set", index=index, state="up")
-        else:
-            index = container_end["index"]
-            _fix_container_end(inside, container_end, a)
-        fresh = container_end is None
-        netlink_call("bring lo up", inside.link, "set", index=LOOPBACK_INDEX, state="up")
-        set_addresses(inside, index, a.ifname, a.addresses, fresh=fresh)
-        set_default_route(inside, index, a.ifname, socket.AF_INET, a.gateway, fresh=fresh)
-        if a.address6 is not None or not fresh:
-            set_default_route(inside, index, a.ifname, socket.AF_INET6, a.gateway6, fresh=fresh)
+            _configure_new_end(inside, a)
+            return
+        _fix_container_end(inside, container_end, a)
+        inside.set_link("bring lo up", LOOPBACK_INDEX, up=True)
+        set_addresses(inside, container_end.index, a.ifname, a.addresses)
+        for family, gateway in ((socket.AF_INET, a.gateway), (socket.AF_INET6, a.gateway6)):
+            set_default_route(inside, container_end.index, a.ifname, family, gateway)
 
 
-def _existing_pair(host: IPRoute, inside: IPRoute, a: Attachment, bridge: int) -> Any | None:
+def _configure_new_end(inside: Rtnl, a: Attachment) -> None:
+    """The container end just made up, loopback up, the addresses and the default routes:
+    requests in one datagram, answered in order."""
+    index = inside.index(a.ifname)
+    if index is None:
+        raise NetworkError(f"{a.ifname} vanished from the namespace as it was made")
+    requests = [
+        (f"bring {a.ifname} up", Rtnl.set_link_request(index, up=True)),
+        ("bring lo up", Rtnl.set_link_request(LOOPBACK_INDEX, up=True)),
+    ]
+    for address in a.addresses:
+        requests.append((f"add address {address} to {a.ifname}",
+                         Rtnl.address_request(True, index, address)))  # fmt: skip
+    for family, gateway in ((socket.AF_INET, a.gateway), (socket.AF_INET6, a.gateway6)):
+        if gateway is not None:
+            requests.append((f"add a default route via {gateway} on {a.ifname}",
+                             Rtnl.default_route_request(True, family, gateway, index)))  # fmt: skip
+    for (what, _), code in zip(requests, inside.do(*(r for _, r in requests)), strict=True):
+        check(what, code)
+
+
+def _existing_pair(host: Rtnl, inside: Rtnl, a: Attachment, bridge: int) -> Link | None:
     """The container end of the pair whose host end is already there, its host end fixed;
     None (and the host end removed) when its other end is not in this namespace."""
     _require_bridge(host, a.bridge)
-    host_end = link_by_name(host, a.host_ifname)
+    host_end = host.link(a.host_ifname)
     if host_end is None:
         return None
-    if kind_of(host_end) != "veth":
-        raise NetworkError(f"{a.host_ifname} exists and is not a veth ({kind_of(host_end)})")
-    container_end = _peer_inside(inside, a.ifname, host_end["index"])
+    if host_end.kind != "veth":
+        raise NetworkError(f"{a.host_ifname} exists and is not a veth ({host_end.kind})")
+    container_end = _peer_inside(inside, a.ifname, host_end.index)
     if container_end is None:  # a pair to an earlier namespace of the container
-        netlink_call(f"remove {a.host_ifname}", host.link, "del", index=host_end["index"])
+        host.delete_link(f"remove {a.host_ifname}", host_end.index)
     else:
         _fix_host_end(host, host_end, a, bridge)
     return container_end
 
 
-def _require_bridge(host: IPRoute, name: str) -> None:
-    link = link_by_name(host, name)
+def _require_bridge(host: Rtnl, name: str) -> None:
+    link = host.link(name)
     if link is None:
         raise NetworkError(f"bridge {name} does not exist (ensure the network first)")
-    if kind_of(link) != "bridge":
-        raise NetworkError(f"{name} is not a bridge ({kind_of(link)})")
+    if link.kind != "bridge":
+        raise NetworkError(f"{name} is not a bridge ({link.kind})")
 
 
-def _peer_inside(inside: IPRoute, ifname: str, host_index: int) -> Any | None:
+def _peer_inside(inside: Rtnl, ifname: str, host_index: int) -> Link | None:
     """Link `ifname` of the namespace if it is the other end of host link `host_index`; a link
     of that name that is not is removed (it is a leftover of an earlier pair)."""
-    link = link_by_name(inside, ifname)
+    link = inside.link(ifname)
     if link is None:
         return None
-    if kind_of(link) == "veth" and link.get("link") == host_index:
+    if link.kind == "veth" and link.peer == host_index:
         return link
-    netlink_call(
-        f"remove the leftover {ifname} of the namespace", inside.link, "del", index=link["index"]
-    )
+    inside.delete_link(f"remove the leftover {ifname} of the namespace", link.index)
     return None
 
 
-def _make_pair(host: IPRoute, inside: IPRoute, netns_fd: int, a: Attachment, bridge: int) -> None:
-    """Create the pair, its container end directly in the namespace, its host end up on the
-    bridge, both with the MTU (and the container end with the MAC address)."""
-    peer: dict[str, Any] = {"ifname": a.ifname, "net_ns_fd": netns_fd, "mtu": a.mtu}
-    if a.mac is not None:
-        peer["address"] = a.mac
-    from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
-
+def _make_pair(host: Rtnl, inside: Rtnl, netns_fd: int, a: Attachment, bridge: int) -> None:
+    """Create the pair, its container end directly in the namespace, the host end up and on
+    the bridge, both with the MTU (and the container end with the MAC address)."""
     for attempt in (1, 2):
         try:
-            host.link(
-                "add",
-                ifname=a.host_ifname,
-                kind="veth",
-                mtu=a.mtu,
-                master=bridge,
-                state="up",
-                peer=peer,
-            )
+            host.add_veth(a.host_ifname, a.ifname, peer_netns=netns_fd, mtu=a.mtu,
+                          master=bridge, peer_mac=a.mac)  # fmt: skip
             return
         except NetlinkError as exc:
-            leftover = link_index(inside, a.ifname) if exc.code == errno.EEXIST else None
+            leftover = inside.index(a.ifname) if exc.code == errno.EEXIST else None
             if attempt == 2 or leftover is None:
                 if exc.code != errno.EEXIST:
                     _require_bridge(host, a.bridge)  # the likely reason, said plainly
-                raise NetworkError(
-                    f"cannot create veth pair {a.host_ifname}/{a.ifname}: {exc.args[1]}"
-                ) from exc
-            netlink_call(
-                f"remove the leftover {a.ifname} of the namespace",
-                inside.link,
-                "del",
-                index=leftover,
-            )
+                raise
+            inside.delete_link(f"remove the leftover {a.ifname} of the namespace", leftover)
 
 
-def _fix_host_end(host: IPRoute, link: Any, a: Attachment, bridge: int) -> None:
+def _fix_host_end(host: Rtnl, link: Link, a: Attachment, bridge: int) -> None:
     changes: dict[str, Any] = {}
-    if link.get("master") != bridge:
+    if link.master != bridge:
         changes["master"] = bridge
-    if link.get("mtu") != a.mtu:
+    if link.mtu != a.mtu:
         changes["mtu"] = a.mtu
-    if not link["flags"] & IFF_UP:
-        changes["state"] = "up"
+    if not link.up:
+        changes["up"] = True
     if changes:
-        netlink_call(f"set up {a.host_ifname}", host.link, "set", index=link["index"], **changes)
+        host.set_link(f"set up {a.host_ifname}", link.index, **changes)
 
 
-def _fix_container_end(inside: IPRoute, link: Any, a: Attachment) -> None:
+def _fix_container_end(inside: Rtnl, link: Link, a: Attachment) -> None:
     changes: dict[str, Any] = {}
-    if link.get("mtu") != a.mtu:
+    if link.mtu != a.mtu:
         changes["mtu"] = a.mtu
-    if a.mac is not None and str(link.get("address")).lower() != a.mac.lower():
-        changes["address"] = a.mac
-    if not link["flags"] & IFF_UP:
-        changes["state"] = "up"
+    if a.mac is not None and link.mac.lower() != a.mac.lower():
+        changes["mac"] = a.mac
+    if not link.up:
+        changes["up"] = True
     if changes:
-        netlink_call(f"set up {a.ifname}", inside.link, "set", index=link["index"], **changes)
+        inside.set_link(f"set up {a.ifname}", link.index, **changes)
 
 
 def detach(host_ifname: str) -> None:
@@ -224,22 +233,21 @@ def detach(host_ifname: str) -> None:
 def loopback_up(netns_fd: int) -> None:
     """Bring up the loopback of namespace `netns_fd` (all a `network_mode: none` container
     gets)."""
-    with netns_iproute(netns_fd) as inside:
-        netlink_call("bring lo up", inside.link, "set", index=LOOPBACK_INDEX, state="up")
+    with netns_rtnl(netns_fd) as inside:
+        inside.set_link("bring lo up", LOOPBACK_INDEX, up=True)
 
 
 def link_exists(name: str) -> bool:
     """Whether the host has a link called `name`."""
-    with host_iproute() as host:
-        return link_by_name(host, name) is not None
+    with Rtnl() as host:
+        return host.index(name) is not None
 
 
 def attached_to(host_ifname: str) -> str | None:
     """The bridge whose port `host_ifname` is, or None (no such link, or no bridge)."""
-    with host_iproute() as host:
-        link = link_by_name(host, host_ifname)
-        master = None if link is None else link.get("master")
-        if not master:
+    with Rtnl() as host:
+        link = host.link(host_ifname)
+        if link is None or not link.master:
             return None
-        found = host.link("get", index=master)
-        return str(found[0].get("ifname")) if found else None
+        bridge = host.link(index=link.master)
+        return bridge.name if bridge is not None else None

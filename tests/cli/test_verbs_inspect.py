@@ -11,8 +11,9 @@ import pytest
 
 from composer.config.loader import Stack
 from composer.state import StateStore
-from engine.network.netns import netns_iproute, open_netns
+from engine.network.netns import open_netns
 from tests.cli.conftest import CARED_FOR, Cli, until
+from tests.iproute import netns_iproute
 
 pytestmark = pytest.mark.kernel
 

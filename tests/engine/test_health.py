@@ -53,7 +53,7 @@ def test_a_passing_probe_makes_the_container_healthy(runtime: Runtime, make: Mak
     runtime.start(config.id)
     ensure_supervisor(runtime.root, group)
     assert until(lambda: runtime.get(config.id).state.health == "healthy")
-    assert [e["status"] for e in changes(runtime, group, config.id)] == ["healthy"]
+    assert until(lambda: [e["status"] for e in changes(runtime, group, config.id)] == ["healthy"])  # the event follows the record
     last = health_of(runtime, config.id).log[-1]
     assert (last.exit_code, last.output) == (0, "fine\n")
     assert last.start <= last.end
@@ -112,6 +112,7 @@ def test_failures_within_the_start_period_do_not_count(runtime: Runtime, make: M
     log = health_of(runtime, config.id).log
     early = [p for p in log if (datetime.datetime.fromisoformat(p.start) - started).total_seconds() < 2.0]
     assert len(early) >= 2  # failed, and yet it stayed starting
+    assert until(lambda: len(changes(runtime, group, config.id)) == 1)  # the event follows the record
     [change] = changes(runtime, group, config.id)
     assert change["status"] == "unhealthy"
     turned = datetime.datetime.fromisoformat(str(change["time"]))

@@ -9,7 +9,7 @@ import pytest
 
 from engine.container.runtime import Runtime
 from engine.container.zygote import zygote_pid
-from tests.engine.conftest import Make, stop
+from tests.engine.conftest import Make, stop, until
 from tests.engine.test_runtime import run
 
 pytestmark = pytest.mark.kernel
@@ -28,7 +28,8 @@ def test_the_zygote_stays_out_of_the_container(forked: Runtime, make: Make) -> N
     from pathlib import Path
 
     shim = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    assert Path(f"/proc/{shim}/cmdline").read_text().split("\0")[1] == "--adopt"
+    # the zygote's fork becomes the shim just after it reports the start
+    assert until(lambda: Path(f"/proc/{shim}/cmdline").read_text().split("\0")[1] == "--adopt")
     assert os.readlink(f"/proc/{shim}/ns/mnt") == os.readlink("/proc/self/ns/mnt")
     assert os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
     cgroup = f"{forked.cgroup_parent}/{config.id}"

@@ -17,7 +17,7 @@ from engine.network import (
     ensure_bridge,
     remove_bridge,
 )
-from engine.network.rtnl import host_iproute
+from tests.iproute import host_iproute
 from tests.network.conftest import Scratch
 
 

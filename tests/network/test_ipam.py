@@ -18,7 +18,7 @@ from engine.network import (
     gateway_of,
     host_networks,
 )
-from engine.network.rtnl import host_iproute
+from tests.iproute import host_iproute
 
 POOL = [(IPv4Network("172.30.0.0/16"), 24)]
 

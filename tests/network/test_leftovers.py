@@ -24,7 +24,7 @@ from engine.network import (
     remove_masquerade,
 )
 from engine.network.nat import TABLE
-from engine.network.rtnl import host_iproute
+from tests.iproute import host_iproute
 from tests.network.conftest import Scratch
 
 pytestmark = pytest.mark.kernel

@@ -23,12 +23,12 @@ from engine.network import (
     ensure_masquerade,
     gateway_of,
     masquerade_rules,
-    netns_iproute,
     nftables_ruleset,
     remove_masquerade,
     run_in_netns,
 )
 from engine.network.nat import TABLE
+from tests.iproute import netns_iproute
 from tests.network.conftest import Scratch
 from tests.network.netnstools import Netns
 from tests.network.test_traffic import tcp_round_trip

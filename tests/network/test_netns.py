@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from ipaddress import IPv4Interface
 from pathlib import Path
 
 import pytest
 
-from engine.network import NetworkError, netns_iproute, open_netns, run_in_netns
-from engine.network.rtnl import host_iproute
+from engine import linux
+from engine.network import NetworkError, netns_rtnl, open_netns, run_in_netns
+from engine.network.rtnl import Rtnl
+from tests.iproute import host_iproute, netns_iproute
 from tests.network.conftest import Scratch
 
 pytestmark = pytest.mark.kernel
@@ -20,21 +23,22 @@ def _here() -> int:
     return os.stat("/proc/thread-self/ns/net").st_ino
 
 
-def test_a_netns_iproute_sees_the_links_of_the_namespace_and_not_the_hosts(scratch: Scratch) -> None:
+def test_a_netns_rtnl_sees_the_links_of_the_namespace_and_not_the_hosts(scratch: Scratch) -> None:
     ns = scratch.netns()
-    with netns_iproute(ns.fd) as ipr:
-        inside = [link.get("ifname") for link in ipr.link("dump")]
+    with netns_rtnl(ns.fd) as rtnl:
+        inside = [link.name for link in rtnl.links()]
     with host_iproute() as ipr:
         outside = [link.get("ifname") for link in ipr.link("dump")]
     assert inside == ["lo"]
     assert len(outside) > 1
 
 
-def test_a_netns_iproute_changes_the_namespace_and_not_the_host(scratch: Scratch) -> None:
+def test_a_netns_rtnl_changes_the_namespace_and_not_the_host(scratch: Scratch) -> None:
     ns = scratch.netns()
+    with netns_rtnl(ns.fd) as rtnl:
+        rtnl.set_link("bring lo up", 1, up=True)
+        assert rtnl.do(Rtnl.address_request(True, 1, IPv4Interface("10.77.0.1/32"))) == [0]
     with netns_iproute(ns.fd) as ipr:
-        ipr.link("set", index=1, state="up")
-        ipr.addr("add", index=1, address="10.77.0.1", prefixlen=32)
         addresses = [a.get("address") for a in ipr.addr("dump")]
     assert "10.77.0.1" in addresses
     with host_iproute() as ipr:
@@ -47,6 +51,26 @@ def test_run_in_netns_runs_in_the_namespace_and_leaves_the_callers_thread_where_
     assert run_in_netns(ns.fd, _here) == os.fstat(ns.fd).st_ino != before
     assert _here() == before
     assert not [t for t in threading.enumerate() if t.name == "netns"]  # it has ended
+
+
+def test_run_in_netns_works_in_a_process_of_one_thread_that_cannot_start_threads(scratch: Scratch) -> None:
+    ns = scratch.netns()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # as the container's init: one thread, and none possible after this
+        try:
+            linux.unshare(linux.CLONE_NEWPID)
+            before = _here()
+            inside = run_in_netns(ns.fd, _here)
+            os.write(write, f"{inside} {before} {_here()}".encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as answer:
+        inside, before, after = answer.read().split()
+    os.waitpid(child, 0)
+    assert int(inside) == os.fstat(ns.fd).st_ino
+    assert before == after != inside
 
 
 def test_run_in_netns_raises_what_the_function_raised(scratch: Scratch) -> None:

@@ -17,9 +17,8 @@ from engine.network import (
     detach,
     link_exists,
     loopback_up,
-    netns_iproute,
 )
-from engine.network.rtnl import host_iproute
+from tests.iproute import host_iproute, netns_iproute
 from tests.network.conftest import Scratch
 from tests.network.netnstools import Netns
 

@@ -84,7 +84,7 @@ class Stacks:
 
 
 def _links() -> set[str]:
-    from engine.network.rtnl import host_iproute
+    from tests.iproute import host_iproute
 
     with host_iproute() as ipr:
         return {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}

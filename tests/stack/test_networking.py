@@ -236,7 +236,7 @@ def test_down_leaves_the_hosts_links_routes_mounts_and_nftables_rules_as_they_we
     # the stack made, none of which existed before — links and nftables objects naming its
     # bridges and veths (their members of our set), routes into its subnets, mounts under its
     # state root.
-    from engine.network.rtnl import host_iproute
+    from tests.iproute import host_iproute
 
     def snapshot(names: set[str], subnets: set[str]) -> set[str]:
         with host_iproute() as ipr:

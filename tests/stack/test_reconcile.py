@@ -192,7 +192,7 @@ def _images(stacks: Stacks, stack: Stack) -> dict[str, Image]:
 
 def test_a_deleted_bridge_is_recreated_and_peers_reach_each_other_again(stacks: Stacks) -> None:
     from engine.network.bridge import bridge_exists
-    from engine.network.rtnl import host_iproute, link_index
+    from tests.iproute import host_iproute, link_index
 
     stack = stacks.load("services:" + WEB + CLIENT)
     p = stack.project.name
@@ -206,7 +206,7 @@ def test_a_deleted_bridge_is_recreated_and_peers_reach_each_other_again(stacks: 
 
 
 def test_a_deleted_veth_is_plumbed_again(stacks: Stacks) -> None:
-    from engine.network.rtnl import host_iproute, link_index
+    from tests.iproute import host_iproute, link_index
 
     stack = stacks.load("services:" + WEB + CLIENT)
     p = stack.project.name

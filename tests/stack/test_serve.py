@@ -267,7 +267,7 @@ def test_the_socket_answers_with_each_stacks_containers_and_last_apply(stacks: S
 def test_metrics_count_containers_applies_and_heals_on_loopback(stacks: Stacks, serve: Serve) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
-    from engine.network.rtnl import host_iproute, link_index
+    from tests.iproute import host_iproute, link_index
 
     serving, p, path = up_from_serve(stacks, serve, metrics=True)
 
