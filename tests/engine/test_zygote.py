@@ -62,3 +62,39 @@ def test_tty_and_binds_through_the_zygote(forked: Runtime, make: Make, tmp_path)
     state, out, _ = run(forked, make("sh", "-c", "cat /data/f; test -t 1 && echo tty", tty=True, mounts=(Mount("bind", "/data", str(tmp_path / "data")),)))
     assert state.exit_code == 0
     assert out.replace("\r", "") == "bound\ntty\n"
+
+
+def _parent_argv(pid: int) -> list[str]:
+    from pathlib import Path
+
+    parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return Path(f"/proc/{parent}/cmdline").read_text().split("\0")
+
+
+def test_a_zygote_of_other_code_is_not_used_and_the_init_starts_the_container(forked: Runtime, make: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.container import zygote
+
+    monkeypatch.setattr(zygote, "code_stamp", lambda: "other code")
+    config = make("sleep", "30")
+    forked.create(config)
+    pid = forked.start(config.id).state.pid
+    assert "--adopt" not in _parent_argv(pid)  # the shim started the init program itself
+    assert "zygote.py" not in " ".join(_parent_argv(pid))
+
+
+def test_ensure_zygote_replaces_a_zygote_that_loaded_other_code(forked: Runtime, make: Make) -> None:
+    from engine.container.zygote import ensure_zygote
+
+    old = zygote_pid(forked.root)
+    assert old is not None
+    (forked.root / "run/zygote.stamp").write_text("code of yesterday\n")
+    new = ensure_zygote(forked.root)
+    try:
+        assert new != old
+        assert until(lambda: os.waitpid(old, os.WNOHANG)[0] == old)  # ended (our child: reaped)
+        config = make("sleep", "30")
+        forked.create(config)
+        pid = forked.start(config.id).state.pid
+        assert until(lambda: "--adopt" in _parent_argv(pid))  # forked by the new zygote
+    finally:
+        stop(new)
