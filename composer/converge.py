@@ -237,22 +237,41 @@ class _Executor:
     async def _all(self) -> None:
         import anyio
 
-        limiter = anyio.CapacityLimiter(_CONCURRENCY)
+        # New containers are made at once, before what their service needs is ready (as
+        # docker compose creates every container first); only their start waits. Starts have
+        # slots of their own, so that a dependency's start never queues behind creations.
+        making = anyio.CapacityLimiter(_CONCURRENCY // 2)
+        starting = anyio.CapacityLimiter(_CONCURRENCY)
         services = list(dict.fromkeys(a.service for a in self.plan.actions))
         done = {service: anyio.Event() for service in services}
 
         async def one(service: str) -> None:
+            made: set[str] = set()
+
+            async def make(action: Action) -> None:
+                await anyio.to_thread.run_sync(self._make, action, limiter=making)
+                made.add(action.name)
+
             try:
+                async with anyio.create_task_group() as group:
+                    for action in self.plan.of(service):
+                        if action.kind == "create":
+                            group.start_soon(make, action)
                 for needed in self._needs(service):
                     if needed in done:
                         await done[needed].wait()
-                await anyio.to_thread.run_sync(self._ready_to_start, service, limiter=limiter)
+                await anyio.to_thread.run_sync(self._ready_to_start, service, limiter=starting)
                 async with anyio.create_task_group() as group:
                     for action in self.plan.of(service):
-                        group.start_soon(partial(anyio.to_thread.run_sync, self._do, action,
-                                                 limiter=limiter))  # fmt: skip
+                        do = partial(self._do, action, action.name in made)
+                        group.start_soon(partial(anyio.to_thread.run_sync, do, limiter=starting))
             except _Failed as exc:
                 self.failed.setdefault(service, str(exc))
+            except BaseExceptionGroup as group_error:  # from a task: a creation or a start
+                failures = [e for e in group_error.exceptions if isinstance(e, _Failed)]
+                if len(failures) != len(group_error.exceptions):
+                    raise
+                self.failed.setdefault(service, str(failures[0]))
             finally:
                 done[service].set()
 
@@ -337,7 +356,20 @@ class _Executor:
                 reported = True
             time.sleep(0.05)
 
-    def _do(self, action: Action) -> None:
+    def _make(self, action: Action) -> None:
+        """Make a new container (it does not run yet); _Failed when it cannot be made."""
+        from engine.errors import EngineError
+
+        try:
+            self.report(action.name, "Creating")
+            self._create(action)
+            self.report(action.name, "Created")
+        except (EngineError, ComposerError, OSError) as exc:
+            self.report(action.name, "Error")
+            raise _Failed(f"container {action.name}: {exc}") from exc
+
+    def _do(self, action: Action, made: bool = False) -> None:
+        """Carry out `action` (`made`: its container was already made by `_make`)."""
         from engine.errors import EngineError
 
         try:
@@ -348,7 +380,7 @@ class _Executor:
                 _remove_container(self.runtime, self.store, self.settings, action.name)
                 self.refresh_hosts()  # its peers forget it at once
                 self.report(action.name, "Removed")
-            elif action.kind == "start":
+            elif action.kind == "start" or made:
                 self.report(action.name, "Starting")
                 self.runtime.start(action.name)
                 self.report(action.name, "Started")

@@ -315,15 +315,14 @@ class Runtime:
         while not (directory / "exit").exists() and time.monotonic() < deadline:
             time.sleep(0.005)
 
-    @staticmethod
-    def preload(config: ContainerConfig) -> None:
+    def preload(self, config: ContainerConfig) -> None:
         """Load now what a start of `config` loads on its first use in this process (its
-        seccomp filter, ~16 ms), so that a later start, such as a restart timed from a crash,
-        does not pay for it."""
+        seccomp filter), so that a later start, such as a restart timed from a crash, does
+        not pay for it."""
         if config.seccomp:
             from engine.seccomp import default_filter
 
-            default_filter(frozenset(config.capabilities))
+            default_filter(frozenset(config.capabilities), self.root / "cache")
 
     def _joined_network(self, config: ContainerConfig) -> str:
         """The network namespace the container joins, if any: a path, or that of the
@@ -365,7 +364,7 @@ class Runtime:
         if config.seccomp:
             from engine.seccomp import default_filter
 
-            seccomp = default_filter(frozenset(config.capabilities))
+            seccomp = default_filter(frozenset(config.capabilities), self.root / "cache")
         argv, mounts = config.argv, config.mounts
         if config.init:
             argv = (INIT_TARGET, "--", *argv)

@@ -341,3 +341,37 @@ def test_a_call_libseccomp_cannot_name_is_allowed_by_number(
     confined: dict[str, str], unconfined: dict[str, str]
 ) -> None:
     assert confined["statmount"] == unconfined["statmount"] == "EFAULT"
+
+
+def test_a_cache_directory_keeps_the_built_program_for_the_next_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    capabilities = frozenset(DEFAULT_CAPABILITIES)
+    monkeypatch.setattr(seccomp, "_programs", {})
+    built = seccomp.default_filter(capabilities, tmp_path)
+    [stored] = tmp_path.iterdir()
+    assert stored.read_bytes() == built == seccomp._build(capabilities)
+
+    def no_build(_: frozenset[str]) -> bytes:
+        raise AssertionError("built again")
+
+    monkeypatch.setattr(seccomp, "_programs", {})  # as in another process
+    monkeypatch.setattr(seccomp, "_build", no_build)
+    assert seccomp.default_filter(capabilities, tmp_path) == built
+
+
+def test_a_damaged_cached_program_is_built_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    capabilities = frozenset(DEFAULT_CAPABILITIES)
+    monkeypatch.setattr(seccomp, "_programs", {})
+    built = seccomp.default_filter(capabilities, tmp_path)
+    [stored] = tmp_path.iterdir()
+    stored.write_bytes(built[:-3])  # not whole sock_filter entries
+    monkeypatch.setattr(seccomp, "_programs", {})
+    assert seccomp.default_filter(capabilities, tmp_path) == built
+    assert stored.read_bytes() == built
+
+
+def test_another_capability_set_gets_a_program_of_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(seccomp, "_programs", {})
+    default = seccomp.default_filter(frozenset(DEFAULT_CAPABILITIES), tmp_path)
+    admin = seccomp.default_filter(frozenset({*DEFAULT_CAPABILITIES, "CAP_SYS_ADMIN"}), tmp_path)
+    assert default != admin
+    assert len(list(tmp_path.iterdir())) == 2

@@ -124,6 +124,31 @@ def test_a_container_name_taken_by_another_stack_fails_before_anything_starts(st
     assert not any(n.startswith(two.project.name) for n in stacks.runtime.ids())
 
 
+def test_a_container_that_cannot_start_fails_its_service_and_its_dependents_only(stacks: Stacks) -> None:
+    stack = stacks.load(f"""
+services:
+  bad:
+    image: busybox:test
+    command: ["/no/such/program"]
+  after-bad:
+    image: busybox:test
+    command: {IDLE}
+    depends_on: [bad]
+  fine:
+    image: busybox:test
+    command: {IDLE}
+""")
+    p = stack.project.name
+    with pytest.raises(UpError) as failure:
+        stacks.up(stack)
+    assert set(failure.value.result.failed) == {"bad", "after-bad"}
+    assert "/no/such/program" in failure.value.result.failed["bad"]
+    assert "depends on bad, which failed" in failure.value.result.failed["after-bad"]
+    assert stacks.runtime.get(f"{p}-fine-1").state.status == "running"
+    # made at once, as docker compose makes every container first; never started
+    assert stacks.runtime.get(f"{p}-after-bad-1").state.status == "created"
+
+
 def test_depends_on_conditions_and_a_failed_branch(stacks: Stacks) -> None:
     stack = stacks.load(f"""
 services:
