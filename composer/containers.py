@@ -12,6 +12,7 @@ from composer.config.project import Project
 from composer.config.service import Service, VolumeMount
 from composer.config.yamlio import locate
 from composer.errors import ComposerError, StackError, format_key_path
+from composer.planner import container_name
 from composer.process import resolve_process
 from composer.settings import Settings
 from engine.cgroups.base import CgroupLimits
@@ -24,7 +25,7 @@ from engine.linux import CAPABILITIES
 from engine.network.veth import Attachment
 from engine.userns import IdMap
 
-__all__ = ["container_config", "container_name"]
+__all__ = ["container_config"]
 
 # Sysctls that are namespaced (Docker's list): others would change the host, and are refused.
 _NAMESPACED_SYSCTLS: Final = frozenset(
@@ -40,11 +41,6 @@ _NAMESPACED_SYSCTLS: Final = frozenset(
     }
 )
 _CPU_PERIOD: Final = 100_000
-
-
-def container_name(project: str, service: str, number: int, own: str | None = None) -> str:
-    """`PROJECT-SERVICE-N`, as docker compose names containers, unless `container_name`."""
-    return own or f"{project}-{service}-{number}"
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Final
 
-from composer.config.loader import Stack
-from composer.containers import container_config
 from composer.discovery import ContainerFiles, refresh_hosts, write_files
 from composer.errors import ComposerError
 from composer.locks import stack_lock
@@ -27,6 +25,7 @@ from composer.state import ContainerRecord, PortRecord, StackRecord, StateStore
 from engine.supervisor import ensure_supervisor
 
 if TYPE_CHECKING:
+    from composer.config.loader import Stack
     from engine.container.runtime import Runtime
     from engine.images.store import Image
     from engine.network.ports import PortBinding
@@ -129,6 +128,9 @@ def up(
     service as soon as what each needs is ready — independent services concurrently — then
     its hosts files and published ports. A failed service stops only what depends on it;
     raises UpError after the rest is done."""
+    # Loaded in this thread: the executor's threads would race to import it first.
+    from composer.containers import container_config  # noqa: F401
+
     options = options or PlanOptions()
     report = progress or (lambda _name, _what: None)
     project = stack.project
@@ -418,6 +420,8 @@ class _Executor:
         joined = None
         if kind in ("service", "container"):
             joined = self.by_service.get(target, target) if kind == "service" else target
+        from composer.containers import container_config
+
         config = container_config(
             project, action.service, action.number, self.images[action.service],
             open_store(self.settings), self.settings, files=files.mounts(), raw=self.stack.raw,
@@ -570,6 +574,8 @@ def one_off(
                           target)  # fmt: skip
         elif kind == "container":
             joined = target
+        from composer.containers import container_config
+
         config = container_config(project, service, 1, image, open_store(settings), settings,
                                   files=files.mounts(), joined=joined, networks=tuple(nets),
                                   labels=((LABEL_ONE_OFF, "True"),))  # fmt: skip
@@ -627,8 +633,11 @@ def down(
             return name
 
         with ThreadPoolExecutor(max_workers=_CONCURRENCY) as pool:
+            # A bridge takes the kernel ~30 ms to remove: meanwhile. Its ports need not go
+            # first (they are detached), and its supervisor does not heal what down removes.
+            networks = pool.submit(remove_networks, project, store)
             removed = list(pool.map(remove, sorted(names)))
-        remove_networks(project, store)
+            networks.result()
         for volume in volumes:
             report(volume, "Removing volume")
             shutil.rmtree(settings.root / "volumes" / volume, ignore_errors=True)

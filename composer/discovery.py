@@ -9,10 +9,13 @@ import json
 from dataclasses import asdict, dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from composer.config.service import Service
 from composer.errors import ComposerError
 from composer.state import AddressRecord, StateStore
+
+if TYPE_CHECKING:
+    from composer.config.service import Service
 
 IPAddress = IPv4Address | IPv6Address
 

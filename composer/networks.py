@@ -17,12 +17,12 @@ from ipaddress import (
 )
 from typing import TYPE_CHECKING, Final
 
-from composer.config.project import Network, Project
-from composer.config.service import Service, ServiceNetwork
 from composer.errors import ComposerError
 from composer.state import AddressRecord, NetworkRecord, StateStore
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the models are loaded by whoever has a stack (not by `down`)
+    from composer.config.project import Network, Project
+    from composer.config.service import Service, ServiceNetwork
     from engine.network.bridge import BridgeSpec
     from engine.network.veth import Attachment
 
@@ -55,6 +55,8 @@ def service_networks(service: Service) -> list[tuple[str, ServiceNetwork]]:
     highest first, then by name, as docker compose orders them."""
     if not own_network(service):
         return []
+    from composer.config.service import ServiceNetwork
+
     joined = service.networks or {"default": None}
     entries = [(key, options or ServiceNetwork()) for key, options in joined.items()]
     return sorted(entries, key=lambda e: (-(e[1].priority or 0), e[0]))
@@ -104,6 +106,8 @@ def ensure_networks(
 
     if outbound_nat:  # first: switching it on resets every interface's own switch (bridge.py)
         enable_ip_forwarding()
+    from composer.config.project import Network
+
     known = {record.key: record for record in store.networks(project.name)}
     records: dict[str, NetworkRecord] = {}
     observed: _Pools | None = None

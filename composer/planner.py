@@ -14,7 +14,6 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from composer.containers import container_name
 from composer.errors import ComposerError
 
 if TYPE_CHECKING:
@@ -26,6 +25,7 @@ __all__ = [
     "Observed",
     "Plan",
     "PlanOptions",
+    "container_name",
     "fingerprints",
     "plan",
     "replicas",
@@ -33,6 +33,11 @@ __all__ = [
 ]
 
 ActionKind = Literal["create", "recreate", "start", "keep", "remove"]
+
+
+def container_name(project: str, service: str, number: int, own: str | None = None) -> str:
+    """`PROJECT-SERVICE-N`, as docker compose names containers, unless `container_name`."""
+    return own or f"{project}-{service}-{number}"
 
 
 @dataclass(frozen=True)

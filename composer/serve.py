@@ -26,6 +26,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
+# Loaded before any thread: stacks are applied in threads at once, and a package whose first
+# import happens in two threads at a time can be seen half-initialised by one of them.
+import composer.containers  # noqa: F401
+import engine.network  # noqa: F401
 from composer import __version__
 from composer.converge import SUPERVISOR, UpError, down, up
 from composer.dirwatch import DirectoryWatch

@@ -56,11 +56,53 @@ def start_daemon(
     wait: bool = True,
 ) -> int:
     """Run `argv` in its own session unless the holder of `lock` runs; its pid once it holds
-    the lock and `ready()` says so. With `wait` False, the pid it was started with, at once
-    (another starting meanwhile is harmless: the second to claim the lock leaves)."""
+    the lock and `ready()` says so. With `wait` False, the pid it was started with, at once.
+    One that another call started and that is still loading is waited for, not doubled
+    (were two started at once all the same, the second to claim the lock leaves)."""
     running = running_pid(lock)
     if running is not None:
         return running
+    pid = _starting(lock)
+    if pid is None:
+        pid = _spawn(argv, lock, log, env)
+    if not wait:
+        return pid
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        running = running_pid(lock)
+        if running is not None and ready():
+            return running
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                break  # it ended at once: the log says why
+        if _stamp(pid) is None:
+            break  # not our child, and gone
+        time.sleep(0.005)
+    raise RuntimeError(f"{argv[-2:]} did not start (see {log})")
+
+
+def _stamp(pid: int) -> str | None:
+    """`pid` and its start time (which tells it from a later process with the same pid), or
+    None when there is no such process (or only its zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return None if stat[0] == b"Z" else f"{pid} {stat[19].decode()}"
+
+
+def _starting(lock: Path) -> int | None:
+    """The daemon of `lock` another call started and that has not claimed the lock yet (it is
+    still loading), or None: a second would only start to leave again, and meanwhile the
+    first one could die and the second take its place unseen."""
+    try:
+        pid, started = lock.with_name(lock.name + ".starting").read_text().split()
+    except (OSError, ValueError):
+        return None
+    return int(pid) if _stamp(int(pid)) == f"{pid} {started}" else None
+
+
+def _spawn(argv: Sequence[str], lock: Path, log: Path, env: dict[str, str]) -> int:
     out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
     try:
         pid = os.posix_spawn(
@@ -76,15 +118,7 @@ def start_daemon(
         )
     finally:
         os.close(out)
-    if not wait:
-        return pid
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        running = running_pid(lock)
-        if running is not None and ready():
-            return running
-        with contextlib.suppress(ChildProcessError):
-            if os.waitpid(pid, os.WNOHANG)[0]:
-                break  # it ended at once: the log says why
-        time.sleep(0.005)
-    raise RuntimeError(f"{argv[-2:]} did not start (see {log})")
+    stamp = _stamp(pid)
+    if stamp is not None:
+        lock.with_name(lock.name + ".starting").write_text(stamp + "\n")
+    return pid

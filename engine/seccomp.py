@@ -21,12 +21,14 @@ libseccomp.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import glob
 import hashlib
 import os
 import struct
+import tempfile
 from pathlib import Path
 
 from engine import linux
@@ -252,10 +254,12 @@ def _cached(capabilities: frozenset[str], cache: Path) -> bytes:
     except FileNotFoundError:
         pass
     program = _build(capabilities)
-    cache.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}")
-    partial.write_bytes(program)
-    partial.replace(path)
+    with contextlib.suppress(OSError):  # not kept: built again next time
+        cache.mkdir(parents=True, exist_ok=True)
+        fd, partial = tempfile.mkstemp(dir=cache, prefix=f".{path.name}.")
+        with os.fdopen(fd, "wb") as f:
+            f.write(program)
+        os.replace(partial, path)
     return program
 
 

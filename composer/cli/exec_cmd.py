@@ -37,7 +37,7 @@ def exec_(
     capabilities and seccomp filter); exits with COMMAND's exit code. A terminal is given
     when ours is one, unless -T."""
     from composer.config.loader import load_stack
-    from composer.containers import container_name
+    from composer.planner import container_name
     from composer.settings import Settings
     from engine.cgroups import detect
     from engine.container.runtime import Runtime

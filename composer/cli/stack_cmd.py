@@ -132,7 +132,7 @@ def _host(ip: str) -> str:
 def port(ctx: Context, service: str, private_port: str, protocol: str, index: int) -> None:
     """Print the host address a container port of SERVICE is published on."""
     from composer.config.loader import load_stack
-    from composer.containers import container_name
+    from composer.planner import container_name
     from composer.settings import Settings
     from composer.state import StateStore
 

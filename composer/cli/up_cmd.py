@@ -11,7 +11,6 @@ from composer.cli.context import Context, warn
 from composer.errors import ComposerError, UsageError
 
 if TYPE_CHECKING:
-    from composer.config.loader import Stack
     from composer.settings import Settings
 
 __all__ = ["down", "up"]
@@ -166,19 +165,19 @@ def down(
     """Stop and remove the stack's containers, networks and published ports (and its named
     volumes with -v)."""
     from composer.cli.progress import stack_progress
-    from composer.config.loader import load_stack
+    from composer.config.loader import load_stack, stack_name
     from composer.converge import down as bring_down
     from composer.settings import Settings
 
-    stack: Stack | None = None
+    named: tuple[str, ...] = ()
     if ctx.project_name and not ctx.files and stack_file is None:
         project = ctx.project_name
-    else:
+    elif volumes:  # the stack's named volumes: its models
         stack = load_stack(ctx.with_stack_file(stack_file).load_options())
         project = stack.project.name
-    named: tuple[str, ...] = ()
-    if volumes and stack is not None:
         named = tuple(v.name or k for k, v in stack.project.volumes.items() if not v.external)
+    else:
+        project = stack_name(ctx.with_stack_file(stack_file).load_options())
     mode = "tty" if progress == "tty" else "plain" if progress == "plain" else "auto"
     with stack_progress(mode, progress == "quiet") as report:
         bring_down(project, Settings.load(), timeout=timeout, volumes=named, waiting=waiting,

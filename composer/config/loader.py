@@ -13,22 +13,21 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from composer.config.environment import read_env_file
 from composer.config.files import FileReader
 from composer.config.merge import key_value_map, merge
-from composer.config.normalize import check_references, complete
-from composer.config.problems import problems_from
-from composer.config.project import PROJECT_NAME, Project
 from composer.config.support import drop_unsupported
-from composer.config.yamlio import MarkedMap, MarkedSeq
+from composer.config.types import PROJECT_NAME
+from composer.config.yamlio import MarkedMap, MarkedSeq, locate
 from composer.errors import Problem, StackError, UsageError
-from composer.graph import DependencyGraph
 
-__all__ = ["DEFAULT_FILES", "LoadOptions", "Stack", "load_stack"]
+if TYPE_CHECKING:  # the models load with load_stack only: stack_name does without them
+    from composer.config.project import Project
+    from composer.graph import DependencyGraph
+
+__all__ = ["DEFAULT_FILES", "LoadOptions", "Stack", "load_stack", "stack_name"]
 
 DEFAULT_FILES = (
     "compose.yaml",
@@ -66,16 +65,44 @@ class Stack:
     raw: MarkedMap = field(repr=False, compare=False)
 
 
-def load_stack(options: LoadOptions) -> Stack:
+def _read(options: LoadOptions) -> tuple[list[Path], Path, dict[str, str], FileReader, MarkedMap]:
+    """The stack's files, project directory and variables, and the files read and merged."""
     cwd = options.working_directory
     environ = dict(options.environ)
     files, project_dir = _locate_files(options, environ, cwd)
     variables = _variables(options, environ, project_dir, cwd)
-
     reader = FileReader(variables)
     tree = MarkedMap()
     for path in files:
         tree = merge(tree, reader.read(path, project_dir))
+    return files, project_dir, variables, reader, tree
+
+
+def stack_name(options: LoadOptions) -> str:
+    """The project name `load_stack` gives the stack, from its files read but not validated
+    (what a command that only finds the stack's containers needs, such as `down`: it loads
+    no models, ~100 ms less); StackError when the files cannot be read."""
+    _, project_dir, variables, reader, tree = _read(options)
+    if reader.problems:
+        raise StackError(list(dict.fromkeys(reader.problems)))
+    name = _project_name(options, variables, tree, project_dir)
+    if not PROJECT_NAME.fullmatch(name):
+        raise StackError([Problem(
+            f"{name!r} is not a valid project name: use lower-case letters, digits, '-' and '_', "
+            "starting with a letter or digit", "name", locate(tree, ("name",)),
+        )])  # fmt: skip
+    return name
+
+
+def load_stack(options: LoadOptions) -> Stack:
+    from pydantic import ValidationError
+
+    from composer.config.normalize import check_references, complete
+    from composer.config.problems import problems_from
+    from composer.config.project import Project
+    from composer.graph import DependencyGraph
+
+    files, project_dir, variables, reader, tree = _read(options)
     problems = list(dict.fromkeys(reader.problems))  # a file read twice reports once
     warnings = list(dict.fromkeys(reader.warnings)) + [
         Problem(f'the variable "{name}" is not set; it defaults to a blank string', "", where)

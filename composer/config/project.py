@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from composer.config.base import Address, Mapping, Spec, Subnet, Text
 from composer.config.service import Service
+from composer.config.types import PROJECT_NAME
 
 __all__ = [
     "PROJECT_NAME",
@@ -21,7 +22,6 @@ __all__ = [
     "Volume",
 ]
 
-PROJECT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 SERVICE_NAME = re.compile(r"[a-zA-Z0-9._-]+")
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
+    "PROJECT_NAME",
     "format_duration",
     "list_or_dict",
     "parse_bytes",
@@ -21,6 +22,8 @@ __all__ = [
     "shell_words",
     "to_str",
 ]
+
+PROJECT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")  # what a project (stack) may be called
 
 # --- durations (Go's time.ParseDuration, which compose uses) -------------------------------
 

@@ -224,7 +224,7 @@ class Runtime:
 
             discard_tree(directory)
             raise
-        return self.get(config.id)
+        return Container(config.id, config, State("created"), directory)
 
     def start(
         self,
@@ -299,7 +299,8 @@ class Runtime:
                 write_atomic(directory / "health.json", health.restarted().to_json())
             else:
                 (directory / "health.json").unlink(missing_ok=True)
-        return self.get(container_id)
+            return Container(container_id, config, self._observe(container_id, directory),
+                             directory)  # fmt: skip
 
     def _end_unrecorded(self, container_id: str, directory: Path) -> None:
         """A start interrupted before it was recorded (its caller killed) may have left the

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from composer.errors import UsageError
+from composer.errors import StackError, UsageError
 from tests.conftest import Load, Write, problems_of
 
 ONE = "services:\n  web:\n    image: busybox\n"
@@ -129,3 +129,21 @@ def test_no_stack_file_is_a_usage_error(tmp_path: Path) -> None:
         pytest.skip("a parent of the temporary directory holds a stack file")
     with pytest.raises(UsageError, match="no stack file found"):
         load_stack(LoadOptions(environ={}, working_directory=tmp_path))
+
+
+def test_stack_name_gives_the_name_load_stack_gives_without_validating(write: Write, load: Load, tmp_path: Path) -> None:
+    from composer.config.loader import LoadOptions, stack_name
+
+    def name_of(**options: object) -> str:
+        return stack_name(LoadOptions(files=(tmp_path / "compose.yaml",), working_directory=tmp_path, **options))  # type: ignore[arg-type]
+
+    write("compose.yaml", "name: fromfile-${SUFFIX}\n" + ONE)
+    assert name_of(environ={"SUFFIX": "x"}) == load("compose.yaml", environ={"SUFFIX": "x"}).project.name == "fromfile-x"
+    assert name_of(environ={"COMPOSE_PROJECT_NAME": "fromenv"}) == "fromenv"
+    assert name_of(environ={}, project_name="fromflag") == "fromflag"
+    write("My-App/compose.yaml", ONE + "    no_such_key: 1\n")  # the models would refuse it
+    assert stack_name(LoadOptions(files=(tmp_path / "My-App/compose.yaml",), environ={})) == "my-app"
+    write("compose.yaml", "name: Bad_Name\n" + ONE)
+    with pytest.raises(StackError) as info:
+        name_of(environ={})
+    assert "compose.yaml:1:7: name: 'Bad_Name' is not a valid project name" in str(info.value.problems[0])

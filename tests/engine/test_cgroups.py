@@ -5,6 +5,7 @@ controllers on a v1 host), and both on fixture trees that stand in for the kerne
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import select
 import signal
@@ -356,6 +357,32 @@ def test_v1_remove_refuses_a_group_whose_processes_live_on(v1: Scratch) -> None:
         V1(SYS, busy_timeout=0.2).remove(name)  # one wait for all the hierarchies
     assert time.monotonic() - started < 2
     assert process.poll() is None
+
+
+def _memory_groups() -> int:
+    """The memory cgroups the kernel counts, dying ones (removed, still charged) included."""
+    line = next(x for x in Path("/proc/cgroups").read_text().splitlines() if x.startswith("memory"))
+    return int(line.split()[2])
+
+
+@pytest.mark.kernel
+def test_v1_a_removed_group_does_not_linger_charged_with_the_page_cache_it_filled(v1: Scratch, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.write_bytes(os.urandom(8 << 20))
+    with data.open("rb") as f:  # out of the page cache: the group's read brings it in
+        os.fsync(f.fileno())
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    name = v1.name()
+    v1.driver.create(name, CgroupLimits())
+    process = v1.start("sh", "-c", f"read go; cat {data} > /dev/null; echo done", stdin=True)
+    v1.driver.add(name, process.pid)
+    send(process)
+    assert wait_for_line(process) == "done"
+    process.wait(timeout=10)
+    with_it = _memory_groups()
+    v1.driver.remove(name)
+    # the 8 MB stay cached; had they stayed charged to the group, it would stay too (dying)
+    assert eventually(lambda: _memory_groups() < with_it, timeout=3), (_memory_groups(), with_it)
 
 
 # -- v2, real: a cgroup2 mount (on a v1 host it has no cpu, memory or pids controllers) -------

@@ -375,3 +375,27 @@ def test_another_capability_set_gets_a_program_of_its_own(tmp_path: Path, monkey
     admin = seccomp.default_filter(frozenset({*DEFAULT_CAPABILITIES, "CAP_SYS_ADMIN"}), tmp_path)
     assert default != admin
     assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_threads_building_the_same_program_at_once_all_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    capabilities = frozenset(DEFAULT_CAPABILITIES)
+    monkeypatch.setattr(seccomp, "_programs", {})
+    expected = seccomp._build(capabilities)
+    results: list[bytes] = []
+    errors: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            results.append(seccomp._cached(capabilities, tmp_path))
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert results == [expected] * 6
+    [kept] = tmp_path.iterdir()  # one program, no temporary file left
+    assert kept.name.startswith("seccomp-") and kept.read_bytes() == expected

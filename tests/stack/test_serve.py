@@ -151,6 +151,8 @@ def up_from_serve(stacks: Stacks, serve: Serve, *args: str, metrics: bool = Fals
     path = stack_file(served_dir(stacks) / "app.yaml", p, WEB + CLIENT)
     serving = serve(str(path.parent), *args, metrics=metrics)
     eventually(lambda: running(stacks, f"{p}-web-1") and running(stacks, f"{p}-client-1"), 60, "the stack is up")
+    # up starts the supervisor without waiting for it: it may still be starting
+    eventually(lambda: supervisor_pid(stacks.root, p) is not None, what="its supervisor runs")
     return serving, p, path
 
 
@@ -239,7 +241,8 @@ def test_a_killed_supervisor_is_started_again(stacks: Stacks, serve: Serve) -> N
     assert first is not None
     os.kill(first, signal.SIGKILL)
     eventually(lambda: supervisor_pid(stacks.root, p) not in (None, first), 30, "a new supervisor")
-    assert f"{p}: its supervisor was not running: started it" in serving.output()
+    message = f"{p}: its supervisor was not running: started it"
+    eventually(lambda: message in serving.output(), what="reported")  # once it has started
     eventually(lambda: serving.stack(p)["supervisor_starts"] >= 1, what="counted")
 
 
