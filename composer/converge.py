@@ -137,7 +137,6 @@ def up(
     with stack_lock(settings.root, project.name, waiting), StateStore(settings.root) as store:
         store.put_stack(StackRecord(project.name, tuple(str(f) for f in stack.files),
                                     str(stack.project_directory)))  # fmt: skip
-        ensure_supervisor(settings.root, project.name, SUPERVISOR, wait=False)
         records = ensure_networks(
             project, store, settings.address_pools, outbound_nat=settings.outbound_nat
         )
@@ -164,6 +163,9 @@ def up(
         # before these start (a new one's own files are written whole when it is made).
         executor.refresh_hosts()
         result = UpResult(the_plan, executor.run())
+        # Started once the containers are (unless a service_healthy wait needed its probes
+        # earlier): loading it takes a core for ~0.3 s, which the containers' start needs.
+        ensure_supervisor(settings.root, project.name, SUPERVISOR, wait=False)
         kept = [a.name for a in the_plan.wanted if a.service not in result.failed]
         removed = [a.name for a in the_plan.actions if a.kind == "remove"]
         executor.refresh_hosts()
@@ -309,7 +311,7 @@ class _Executor:
 
         reported = False
         until = time.monotonic() + 2  # for an exit record
-        check = time.monotonic() + 2  # when to make sure the stack's supervisor runs
+        check = time.monotonic()  # when to make sure the stack's supervisor runs
         while True:
             try:
                 state = self.runtime.get(name).state
