@@ -1,7 +1,5 @@
 """`python -m composer` runs the CLI."""
 
-import sys
+from composer.cli.main import run
 
-from composer.cli.main import main
-
-sys.exit(main())
+run()

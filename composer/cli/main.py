@@ -6,8 +6,10 @@ exit code 2 for usage errors come with it, and it imports in a few milliseconds.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -135,3 +137,17 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def run() -> NoReturn:
+    """The `composer` program: `main`, then the process ends without the interpreter's
+    teardown (freeing ~600 modules, joining idle worker threads: 65-80 ms after every
+    command), its output flushed first. Nothing of ours needs that teardown: files and the
+    state store are written and closed by the commands themselves."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`composer ps | head`): nothing to do
+            pass
+    os._exit(code)

@@ -160,8 +160,9 @@ def serve(root: Path) -> None:
     listener.bind(str(path))
     os.chmod(path, 0o600)
     listener.listen(64)
+    # Loaded once here: the forks plumb networks and install seccomp filters.
     import engine.network.veth
-    import engine.seccomp  # noqa: F401 - and install filters
+    import engine.seccomp  # noqa: F401
 
     shim = str(Path(__file__).with_name("composer-shim"))
     last = time.monotonic()
