@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Final
 
 from engine.network.errors import NetworkError
+from engine.network.links import remove_link, set_addresses
 from engine.network.names import check_ifname, name_tag
-from engine.network.rtnl import Rtnl, remove_link, set_addresses
+from engine.network.rtnl import Rtnl
 
 __all__ = [
     "BridgeSpec",

@@ -1,5 +1,6 @@
 """rtnetlink (NETLINK_ROUTE), the kernel's interface to links, addresses and routes, spoken
-with nothing but the standard library: what bridge.py, veth.py and ipam.py ask of it.
+with nothing but the standard library: what bridge.py, veth.py, links.py and ipam.py ask of
+it.
 
 Hand-written rather than through pyroute2 (which the tests still use to check what we did):
 pyroute2 0.9 loads its whole API on first use (~140 ms, every package of it) and runs an
@@ -42,9 +43,6 @@ __all__ = [
     "Route",
     "Rtnl",
     "check",
-    "remove_link",
-    "set_addresses",
-    "set_default_route",
 ]
 
 IFF_UP: Final = 0x1
@@ -465,68 +463,3 @@ def check(what: str, code: int) -> None:
     """NetlinkError when `code` (an errno from Rtnl.do) says the kernel refused `what`."""
     if code:
         raise NetlinkError(code, what)
-
-
-def remove_link(name: str, kind: str, what: str) -> None:
-    """Remove the host's link `name`, which must be of `kind` (else NetworkError: it is not
-    ours to remove); nothing to do when it is gone, also when it went while we acted."""
-    with Rtnl() as rtnl:
-        link = rtnl.link(name)
-        if link is None:
-            return
-        if link.kind != kind:
-            raise NetworkError(f"{name} is not a {kind} ({link.kind}): not removing it")
-        try:
-            rtnl.delete_link(f"remove {what}", link.index)
-        except NetlinkError:
-            if rtnl.link(name) is not None:
-                raise
-
-
-def set_addresses(
-    rtnl: Rtnl, index: int, name: str, wanted: Iterable[IPv4Interface | IPv6Interface]
-) -> None:
-    """Make the IPv4 and global IPv6 addresses of link `index` exactly `wanted` (link-local
-    IPv6 addresses are the kernel's and stay). IPv6 ones are added without duplicate address
-    detection, so they work at once."""
-    wanted = set(wanted)
-    present: set[IPv4Interface | IPv6Interface] = set()
-    changes = []
-    for found in rtnl.addresses():
-        if found.index != index:
-            continue
-        if found.interface.version == 6 and found.scope != RT_SCOPE_UNIVERSE:
-            continue
-        if found.interface in wanted:
-            present.add(found.interface)
-        else:
-            changes.append((f"remove address {found.interface} from {name}",
-                            Rtnl.address_request(False, index, found.interface)))  # fmt: skip
-    for address in sorted(wanted - present, key=str):
-        changes.append((f"add address {address} to {name}",
-                        Rtnl.address_request(True, index, address)))  # fmt: skip
-    for (what, _), code in zip(changes, rtnl.do(*(r for _, r in changes)), strict=True):
-        check(what, code)
-
-
-def set_default_route(
-    rtnl: Rtnl,
-    index: int,
-    name: str,
-    family: int,
-    gateway: IPv4Address | IPv6Address | None,
-) -> None:
-    """Make the default routes of `family` through link `index` (main table) be one via
-    `gateway`, or none at all when `gateway` is None."""
-    current = [
-        route
-        for route in rtnl.routes(family)
-        if route.dst_len == 0 and route.table == RT_TABLE_MAIN and route.oif == index
-    ]
-    if gateway is not None and [r.gateway for r in current] == [gateway]:
-        return
-    for route in current:  # gone meanwhile: what was wanted
-        rtnl.do(Rtnl.default_route_request(False, family, route.gateway, index, route.priority))
-    if gateway is not None:
-        what = f"add a default route via {gateway} on {name}"
-        check(what, rtnl.do(Rtnl.default_route_request(True, family, gateway, index))[0])

@@ -26,17 +26,10 @@ from ipaddress import (
 from typing import Any, Final
 
 from engine.network.errors import NetworkError
+from engine.network.links import remove_link, set_addresses, set_default_route
 from engine.network.names import check_ifname, name_tag
 from engine.network.netns import netns_rtnl
-from engine.network.rtnl import (
-    Link,
-    NetlinkError,
-    Rtnl,
-    check,
-    remove_link,
-    set_addresses,
-    set_default_route,
-)
+from engine.network.rtnl import Link, NetlinkError, Rtnl, check
 
 __all__ = [
     "Attachment",
