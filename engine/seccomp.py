@@ -28,11 +28,11 @@ import glob
 import hashlib
 import os
 import struct
-import tempfile
 from pathlib import Path
 
 from engine import linux
 from engine.errors import EngineError
+from engine.files import write_atomic
 
 __all__ = ["SeccompUnavailable", "default_filter", "install"]
 
@@ -256,10 +256,7 @@ def _cached(capabilities: frozenset[str], cache: Path) -> bytes:
     program = _build(capabilities)
     with contextlib.suppress(OSError):  # not kept: built again next time
         cache.mkdir(parents=True, exist_ok=True)
-        fd, partial = tempfile.mkstemp(dir=cache, prefix=f".{path.name}.")
-        with os.fdopen(fd, "wb") as f:
-            f.write(program)
-        os.replace(partial, path)
+        write_atomic(path, program)
     return program
 
 

@@ -6,6 +6,7 @@ exit code 2 for usage errors come with it, and it imports in a few milliseconds.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -146,8 +147,6 @@ def run() -> NoReturn:
     state store are written and closed by the commands themselves."""
     code = main()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`composer ps | head`)
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe (`composer ps | head`): nothing to do
-            pass
     os._exit(code)
