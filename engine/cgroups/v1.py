@@ -62,6 +62,8 @@ class V1:
         for path in self._mounts.values():
             unique.setdefault(os.path.realpath(path), path)
         self._hierarchies = list(unique.values())
+        cpuset = self._mounts.get("cpuset")
+        self._cpuset = None if cpuset is None else unique[os.path.realpath(cpuset)]
 
     def _path(self, controller: str, name: str) -> Path:
         base = self._mounts.get(controller)
@@ -88,7 +90,8 @@ class V1:
             for part in check_name(name).split("/"):
                 path = path / part
                 path.mkdir(exist_ok=True)
-                _inherit_cpuset(path)
+                if base == self._cpuset:  # the hierarchy holding it, co-mounted or not
+                    _inherit_cpuset(path)
         devices = self._mounts.get("devices")
         if devices is not None:  # no device of the host but the harmless ones
             group = devices / name

@@ -231,6 +231,22 @@ def test_the_container_outlives_whoever_started_it(runtime: Runtime, make: Make)
     assert (state.status, state.exit_code) == ("exited", 137)
 
 
+def test_a_start_interrupted_before_it_was_recorded_is_ended_before_the_next(runtime: Runtime, make: Make) -> None:
+    config = make("sleep", "60")
+    directory = runtime.create(config).directory
+    assert not (directory / "starting").exists()
+    lost = runtime.start(config.id).state.pid
+    assert not (directory / "starting").exists()  # recorded: the mark is gone
+    # As if its starter was killed between the launch and the record: the mark, no state.
+    (directory / "state.json").unlink()
+    (directory / "starting").touch()
+    assert runtime.get(config.id).state.status == "created"
+    pid = runtime.start(config.id).state.pid
+    assert pid != lost
+    assert not os.path.exists(f"/proc/{lost}")  # ended, and reaped by its shim
+    assert runtime.cgroups.pids(runtime.cgroup_of(config.id)) == [pid]
+
+
 def test_memory_limit_oom_kill_is_reported(runtime: Runtime, make: Make) -> None:
     limits = CgroupLimits(memory_limit=32 << 20, memory_swap=32 << 20)
     state, _, _ = sh(runtime, make, "x=$(head -c 100000000 /dev/zero | tr '\\0' x); echo survived", limits=limits)

@@ -399,3 +399,18 @@ def test_threads_building_the_same_program_at_once_all_get_it(tmp_path: Path, mo
     assert results == [expected] * 6
     [kept] = tmp_path.iterdir()  # one program, no temporary file left
     assert kept.name.startswith("seccomp-") and kept.read_bytes() == expected
+
+
+def test_the_cache_is_keyed_by_the_libseccomp_file_the_process_maps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    capabilities = frozenset(DEFAULT_CAPABILITIES)
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(seccomp, "_programs", {})
+    seccomp.default_filter(capabilities, cache)
+    [mapped] = seccomp._mapped("libseccomp.so.")
+    assert Path(mapped).resolve() == Path(mapped)  # the real file, not a link to it
+    upgraded = tmp_path / "libseccomp.so.2.6.0"  # as after an upgrade of the library
+    upgraded.write_bytes(b"another build")
+    monkeypatch.setattr(seccomp, "_mapped", lambda prefix: [str(upgraded)])
+    monkeypatch.setattr(seccomp, "_programs", {})
+    seccomp.default_filter(capabilities, cache)
+    assert len(list(cache.iterdir())) == 2
