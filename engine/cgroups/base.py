@@ -79,7 +79,8 @@ class CgroupDriver(Protocol):
         ...
 
     def join_files(self, name: str) -> list[Path]:
-        """The files a process writes "0" (itself) to, to enter the group before it execs."""
+        """The files a process of one thread writes "0" (itself) to, to enter the group
+        before it execs."""
         ...
 
     def oom_file(self, name: str) -> str:

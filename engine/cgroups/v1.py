@@ -145,15 +145,19 @@ class V1:
             write(memsw, str(swap))
 
     def join_files(self, name: str) -> list[Path]:
+        # `tasks`: the writer alone moves (the container's init, one thread), without the
+        # lock of cgroup.procs that every fork on the host waits on while it is held: a
+        # dozen containers joining at once waited 10-16 ms each for it, 2-4 ms this way.
         self._require_hierarchies()
-        return [path / "cgroup.procs" for path in self._paths(name)]
+        return [path / "tasks" for path in self._paths(name)]
 
     def oom_file(self, name: str) -> str:
         return str(self._path("memory", name) / "memory.oom_control")
 
     def add(self, name: str, pid: int) -> None:
-        for path in self.join_files(name):
-            write(path, str(pid))
+        self._require_hierarchies()
+        for path in self._paths(name):
+            write(path / "cgroup.procs", str(pid))  # the whole process, whatever its threads
 
     def pids(self, name: str) -> list[int]:
         return procs(self._paths(name))  # every hierarchy: a half-joined process counts too

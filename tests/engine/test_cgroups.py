@@ -801,8 +801,8 @@ def test_v1_join_files_are_one_per_hierarchy_with_co_mounted_ones_once(tmp_path:
     (root / "memory").mkdir()
     files = V1(root).join_files("a/b")
     assert sorted(str(f.relative_to(root)) for f in files) == [
-        "cpu/a/b/cgroup.procs",
-        "memory/a/b/cgroup.procs",
+        "cpu/a/b/tasks",
+        "memory/a/b/tasks",
     ]
 
 
