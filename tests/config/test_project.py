@@ -147,3 +147,28 @@ def test_stack_name_gives_the_name_load_stack_gives_without_validating(write: Wr
     with pytest.raises(StackError) as info:
         name_of(environ={})
     assert "compose.yaml:1:7: name: 'Bad_Name' is not a valid project name" in str(info.value.problems[0])
+
+
+def test_a_stack_loads_and_is_checked_without_importing_pydantic_plugin_discovery(tmp_path: Path) -> None:
+    # pydantic's plugin discovery imports importlib.metadata (60-80 ms a command); composer
+    # replaces it by a loader that finds no plugin. In a fresh interpreter, as `composer` runs.
+    import subprocess
+    import sys
+
+    (tmp_path / "compose.yaml").write_text(ONE + "  bad:\n    image: busybox\n    imagee: x\n")
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from composer.config.loader import LoadOptions, load_stack\n"
+        "from composer.errors import StackError\n"
+        "try:\n"
+        "    load_stack(LoadOptions(files=(Path(sys.argv[1]),), environ={}))\n"
+        "except StackError as exc:\n"
+        "    print(*exc.problems)\n"
+        "print('importlib.metadata' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "compose.yaml")],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    problem, imported = done.stdout.splitlines()
+    assert "services.bad.imagee: unknown key (did you mean 'image'?)" in problem
+    assert imported == "False"
