@@ -69,6 +69,8 @@ def _bindings(
 ) -> list[PortBinding]:
     """Every published port of the stack, to the address of its container's first network.
     A random host port keeps what it got the first time."""
+    if not any(stack.project.services[a.service].ports for a in wanted):
+        return []  # and the port proxy's module is not loaded
     from engine.network.ports import PortBinding
 
     earlier = {(p.container, p.host_ip, p.container_port, p.protocol): p.host_port
@@ -488,6 +490,8 @@ def _check_ports(
 ) -> None:
     """A host port in use is an error naming the service and port, before anything starts
     (ports this stack publishes already are its own)."""
+    if not bindings:
+        return
     from engine.network.ports import PortError, check_available
 
     ours = {(p.host_ip, p.host_port, p.protocol) for p in store.ports(project)}

@@ -1,13 +1,14 @@
-"""Files replaced whole: written beside their place under a unique name, then renamed over
-it, so a reader sees the old content or the new, never a part."""
+"""Files replaced whole (written beside their place under a unique name, then renamed over
+it, so a reader sees the old content or the new, never a part) and directory trees removed."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
 
-__all__ = ["write_atomic"]
+__all__ = ["discard_tree", "remove_tree", "remove_tree_at", "write_atomic"]
 
 
 def write_atomic(path: Path, data: bytes, durable: bool = False) -> None:
@@ -24,3 +25,60 @@ def write_atomic(path: Path, data: bytes, durable: bool = False) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_tree(path: Path) -> None:
+    """Remove the directory `path` and all in it, however deep: shutil.rmtree recurses once per
+    level and fails at about a thousand, which a layer reaches with a 2000-character path.
+    Symlinks in it are removed, not followed. Nothing may change in the tree meanwhile."""
+    parent = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        remove_tree_at(parent, path.name)
+    finally:
+        os.close(parent)
+
+
+def discard_tree(path: Path) -> None:
+    """remove_tree, for clean-up: what is already gone, or cannot go, is left as it is."""
+    with contextlib.suppress(OSError):
+        remove_tree(path)
+
+
+def remove_tree_at(parent: int, name: str) -> None:
+    """remove_tree of the directory `name` in the directory `parent` (a handle): walk down by
+    name and back up by `..`, one directory handle open at a time."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(name, flags, dir_fd=parent)
+    try:
+        pending = [_empty_but_dirs(fd)]  # per level, the subdirectories still to remove
+        below: list[str] = []  # the directories from `name` down to `fd`
+        while pending:
+            if pending[-1]:
+                sub = pending[-1].pop()
+                child = os.open(sub, flags, dir_fd=fd)
+                os.close(fd)
+                fd = child
+                below.append(sub)
+                pending.append(_empty_but_dirs(fd))
+            else:
+                pending.pop()
+                if below:
+                    up = os.open("..", flags, dir_fd=fd)
+                    os.close(fd)
+                    fd = up
+                    os.rmdir(below.pop(), dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=parent)
+
+
+def _empty_but_dirs(fd: int) -> list[str]:
+    """Remove all but the subdirectories of the directory `fd`; return their names."""
+    dirs = []
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                dirs.append(entry.name)
+            else:
+                os.unlink(entry.name, dir_fd=fd)
+    return dirs

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Final
 
 from engine.errors import MountError
-from engine.images.unpack import discard_tree, remove_tree
+from engine.files import discard_tree, remove_tree
 from engine.linux import (
     MNT_DETACH,
     MS_BIND,

@@ -32,8 +32,7 @@ from engine.container.health import Health
 from engine.container.launch import ContainerError, launch, start_time
 from engine.container.spec import Mount, Spec
 from engine.container.users import resolve_identity
-from engine.files import write_atomic
-from engine.images.unpack import discard_tree
+from engine.files import discard_tree, write_atomic
 from engine.linux import open_tree, pidfd_open, pidfd_send_signal
 from engine.rootfs import Rootfs
 from engine.userns import host_root

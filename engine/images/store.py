@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, Final
 
 from engine.errors import ImageError
-from engine.files import write_atomic
+from engine.files import discard_tree, write_atomic
 from engine.images.manifest import (
     ImageConfig,
     Manifest,
@@ -36,7 +36,6 @@ from engine.images.manifest import (
     parse_manifest,
 )
 from engine.images.reference import Reference, parse_reference
-from engine.images.unpack import discard_tree, unpack_layer
 
 __all__ = ["Image", "ImageStore", "Layer", "PartialBlob", "PruneReport"]
 
@@ -275,6 +274,8 @@ class ImageStore:
         tmp = self._layers / f".tmp-{secrets.token_hex(8)}"
         (tmp / "diff").mkdir(parents=True)
         link: Path | None = None
+        from engine.images.unpack import unpack_layer  # tarfile, gzip: for unpacking only
+
         try:
             with open(self.blob_path(blob), "rb") as source:
                 stats = unpack_layer(source, tmp / "diff", what=what)

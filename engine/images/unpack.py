@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import IO, Final, Protocol, Self, cast
 
 from engine.errors import LayerError
+from engine.files import remove_tree, remove_tree_at
 from engine.linux import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
 
 __all__ = [
     "LayerStats",
     "decompressed",
-    "discard_tree",
-    "remove_tree",
     "unpack_layer",
 ]
 
@@ -411,62 +410,6 @@ def _discard(dest: Path) -> None:
         pass
 
 
-def remove_tree(path: Path) -> None:
-    """Remove the directory `path` and all in it, however deep: shutil.rmtree recurses once per
-    level and fails at about a thousand, which a layer reaches with a 2000-character path.
-    Symlinks in it are removed, not followed. Nothing may change in the tree meanwhile."""
-    parent = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        _remove_tree(parent, path.name)
-    finally:
-        os.close(parent)
-
-
-def discard_tree(path: Path) -> None:
-    """remove_tree, for clean-up: what is already gone, or cannot go, is left as it is."""
-    with contextlib.suppress(OSError):
-        remove_tree(path)
-
-
-def _remove_tree(parent: int, name: str) -> None:
-    """Walk down by name and back up by `..`, one directory handle open at a time."""
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(name, flags, dir_fd=parent)
-    try:
-        pending = [_empty_but_dirs(fd)]  # per level, the subdirectories still to remove
-        below: list[str] = []  # the directories from `name` down to `fd`
-        while pending:
-            if pending[-1]:
-                sub = pending[-1].pop()
-                child = os.open(sub, flags, dir_fd=fd)
-                os.close(fd)
-                fd = child
-                below.append(sub)
-                pending.append(_empty_but_dirs(fd))
-            else:
-                pending.pop()
-                if below:
-                    up = os.open("..", flags, dir_fd=fd)
-                    os.close(fd)
-                    fd = up
-                    os.rmdir(below.pop(), dir_fd=fd)
-    finally:
-        os.close(fd)
-    os.rmdir(name, dir_fd=parent)
-
-
-def _empty_but_dirs(fd: int) -> list[str]:
-    """Remove all but the subdirectories of the directory `fd`; return their names."""
-    dirs = []
-    with os.scandir(fd) as entries:
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                dirs.append(entry.name)
-            else:
-                os.unlink(entry.name, dir_fd=fd)
-    return dirs
-
-
 def _clean(name: str, what: str) -> tuple[str, ...]:
     """The components of an entry name inside the layer; `..` may not climb above the root."""
     parts: list[str] = []
@@ -590,7 +533,7 @@ class _Unpacker:
         if stat.S_ISDIR(st.st_mode):
             if keep_dir:
                 return
-            _remove_tree(parent, name)
+            remove_tree_at(parent, name)
         else:
             os.unlink(name, dir_fd=parent)
         if stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode):

@@ -20,8 +20,9 @@ import pytest
 import zstandard
 
 from engine.errors import LayerError
+from engine.files import remove_tree
 from engine.images.store import ImageStore
-from engine.images.unpack import LayerStats, remove_tree, unpack_layer
+from engine.images.unpack import LayerStats, unpack_layer
 from tests.images.malicious import BLOCK, MTIME, RECORD, Layer
 
 WHAT = "layer sha256:test of image example:1"

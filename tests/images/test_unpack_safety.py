@@ -26,7 +26,8 @@ from typing import Any
 import pytest
 
 from engine.errors import LayerError
-from engine.images.unpack import remove_tree, unpack_layer
+from engine.files import remove_tree
+from engine.images.unpack import unpack_layer
 from tests.images.malicious import CORPUS, Sandbox
 
 WATCHED = (Path("/etc/passwd"), Path("/etc/shadow"))
