@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Final
 
-from composer.discovery import ContainerFiles, refresh_hosts, write_files
+from composer.discovery import AddressBook, ContainerFiles, refresh_hosts, write_files
 from composer.errors import ComposerError
 from composer.locks import stack_lock
 from composer.networks import attachments, ensure_networks, remove_networks
@@ -225,6 +225,9 @@ class _Executor:
         self.hashes, self.nets, self.report = hashes, nets, report
         self.failed: dict[str, str] = {}
         self._hosts = threading.Lock()  # one rewrite of the hosts files at a time
+        # Every address is allocated before the plan is carried out: read once for the
+        # hosts files of all the containers made.
+        self.addresses = AddressBook(store)
         self.by_service = {a.service: a.name for a in reversed(the_plan.wanted)}
 
     def refresh_hosts(self) -> None:
@@ -418,7 +421,8 @@ class _Executor:
         if self.runtime.containers.joinpath(action.name).exists():
             self.runtime.remove(action.name, force=True)  # half made by an interrupted `up`
         files = _files(self.settings, project.name, action.name)
-        write_files(files, service, service.hostname or action.name, self.store, action.name)
+        write_files(files, service, service.hostname or action.name, self.store, action.name,
+                    book=self.addresses)  # fmt: skip
         mode = service.network_mode or ""
         kind, _, target = mode.partition(":")
         joined = None

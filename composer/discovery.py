@@ -74,9 +74,10 @@ def header_of(service: Service, hostname: str) -> HostsHeader:
 
 def write_files(
     files: ContainerFiles, service: Service, hostname: str, store: StateStore, container: str,
-    host_resolv_conf: Path = Path("/etc/resolv.conf"),
+    host_resolv_conf: Path = Path("/etc/resolv.conf"), book: AddressBook | None = None,
 ) -> None:  # fmt: skip
-    """Make (or refresh) the container's hosts, resolv.conf and hostname files."""
+    """Make (or refresh) the container's hosts, resolv.conf and hostname files (`book`: the
+    addresses as they are now, when the caller read them already)."""
     from engine.network.hosts import render_resolv_conf, write_in_place
 
     files.directory.mkdir(parents=True, exist_ok=True)
@@ -100,7 +101,7 @@ def write_files(
     )
     write_in_place(_touched(files.resolv_conf), resolv)
     write_in_place(_touched(files.hostname), hostname + "\n")
-    write_in_place(_touched(files.hosts), hosts_content(store, container, header))
+    write_in_place(_touched(files.hosts), hosts_content(store, container, header, book))
 
 
 def _touched(path: Path) -> Path:

@@ -79,7 +79,8 @@ class ContainerConfig:
         return (self.uid_map, self.gid_map) if self.uid_map else None
 
     def to_json(self) -> bytes:
-        return json.dumps(plain(self), indent=1, default=str).encode()
+        # Compact: the C encoder (any indent takes the pure Python one, 10 times slower).
+        return json.dumps(plain(self), separators=(",", ":"), default=str).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> ContainerConfig:

@@ -62,8 +62,9 @@ def plain(value: Any) -> Any:
     start's own CPU time."""
     if isinstance(value, (IPv4Address, IPv6Address)):  # interfaces (with /prefix) included
         return str(value)
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
+    names = _field_names(type(value))
+    if names is not None:
+        return {name: plain(getattr(value, name)) for name in names}
     if isinstance(value, tuple):
         return tuple(plain(v) for v in value)
     if isinstance(value, list):
@@ -71,6 +72,17 @@ def plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}
     return value
+
+
+_FIELDS: dict[type, tuple[str, ...] | None] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...] | None:
+    """The fields of a dataclass, None for any other type (dataclasses.fields costs on every
+    call: this is looked up once per type)."""
+    if cls not in _FIELDS:
+        _FIELDS[cls] = tuple(f.name for f in fields(cls)) if is_dataclass(cls) else None
+    return _FIELDS[cls]
 
 
 @dataclass(frozen=True)

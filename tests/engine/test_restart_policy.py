@@ -112,3 +112,26 @@ def test_restart_and_healthcheck_survive_the_config_file() -> None:
     assert ContainerConfig.from_json(config.to_json()) == config
     plain = ContainerConfig("c", "i", ("/l",), ("sh",))
     assert ContainerConfig.from_json(plain.to_json()) == plain
+
+
+def test_every_part_of_a_container_config_survives_the_config_file() -> None:
+    from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
+
+    from engine.cgroups.base import CgroupLimits
+    from engine.container.spec import Mount, Rlimit
+    from engine.network.veth import Attachment
+
+    network = Attachment(bridge="br-x", host_ifname="vx1", address=IPv4Interface("10.9.0.2/24"),
+                         gateway=IPv4Address("10.9.0.1"), mtu=1400, mac="02:42:0a:09:00:02",
+                         address6=IPv6Interface("fd00::2/64"),
+                         gateway6=IPv6Address("fd00::1"))  # fmt: skip
+    config = ContainerConfig(
+        "c", "i", ("/l1", "/l2"), ("sh", "-c", 'echo "quoted" é'),
+        env=("A=1", "B="), mounts=(Mount("bind", "/data", "/srv", read_only=True),
+                                   Mount("tmpfs", "/run", options="size=1m")),
+        files=(("/etc/hosts", "/h"),), rlimits=(Rlimit("RLIMIT_NOFILE", 1024, 2048),),
+        sysctls=(("net.core.somaxconn", "1024"),), limits=CgroupLimits(memory_limit=1 << 26),
+        networks=(network,), labels=(("k", "v"),), uid_map=((0, 100000, 65536),),
+        gid_map=((0, 100000, 65536),), oom_score_adj=-500,
+    )  # fmt: skip
+    assert ContainerConfig.from_json(config.to_json()) == config
