@@ -189,17 +189,19 @@ def read_keyed(path: Path) -> dict[str, int]:
     return values
 
 
-def write(path: Path, value: str) -> None:
-    """Write one value to an existing interface file (never create it: a missing file means
-    the controller is absent or not enabled)."""
+def write(path: Path, *values: str) -> None:
+    """Write each value to an existing interface file, one write(2) each through one open of
+    it (never create it: a missing file means the controller is absent or not enabled)."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
     except OSError as exc:
-        raise CgroupError(f"cannot write {value!r} to {path}: {exc.strerror}") from exc
+        raise CgroupError(f"cannot write {values[0]!r} to {path}: {exc.strerror}") from exc
     try:
-        os.write(fd, value.encode())
-    except OSError as exc:
-        raise CgroupError(f"cannot write {value!r} to {path}: {exc.strerror}") from exc
+        for value in values:
+            try:
+                os.write(fd, value.encode())
+            except OSError as exc:
+                raise CgroupError(f"cannot write {value!r} to {path}: {exc.strerror}") from exc
     finally:
         os.close(fd)
 

@@ -85,19 +85,24 @@ class V1:
         self._require_hierarchies()
         for controller in needed_controllers(limits):
             self._path(controller, name)  # absent: refuse before anything is made
+        parts = check_name(name).split("/")
         for base in self._hierarchies:
-            path = base
-            for part in check_name(name).split("/"):
-                path = path / part
-                path.mkdir(exist_ok=True)
-                if base == self._cpuset:  # the hierarchy holding it, co-mounted or not
+            if base == self._cpuset:  # the hierarchy holding it, co-mounted or not
+                path = base
+                for part in parts:  # each level checked: a new cpuset needs its parent's
+                    path = path / part
+                    path.mkdir(exist_ok=True)
                     _inherit_cpuset(path)
+            else:
+                try:
+                    (base / name).mkdir(exist_ok=True)  # the parents are there but once
+                except FileNotFoundError:
+                    (base / name).mkdir(parents=True, exist_ok=True)
         devices = self._mounts.get("devices")
         if devices is not None:  # no device of the host but the harmless ones
             group = devices / name
             write(group / "devices.deny", "a")
-            for rule in DEFAULT_DEVICE_RULES:
-                write(group / "devices.allow", rule)
+            write(group / "devices.allow", *DEFAULT_DEVICE_RULES)
         if limits.cpu_quota_us is not None:
             cpu = self._path("cpu", name)
             write(cpu / "cpu.cfs_period_us", str(limits.cpu_period_us))

@@ -60,6 +60,8 @@ def plain(value: Any) -> Any:
     dataclasses become dicts, tuples stay tuples, addresses strings. A container's start
     serialises its config and spec a few times; asdict's copying was a good part of the
     start's own CPU time."""
+    if value is None or isinstance(value, (str, int, float)):  # most values: as they are
+        return value
     if isinstance(value, (IPv4Address, IPv6Address)):  # interfaces (with /prefix) included
         return str(value)
     names = _field_names(type(value))

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from engine.cgroups import V1, V2, CgroupDriver, CgroupError, CgroupLimits, detect
+from engine.cgroups.v1 import DEFAULT_DEVICE_RULES
 from engine.cgroups.v2 import shares_to_weight
 
 SYS = Path("/sys/fs/cgroup")
@@ -184,6 +185,15 @@ def test_v1_new_cpusets_get_their_parents_cpus_and_mems(v1: Scratch) -> None:
     for level in (v1.top, v1.name()):
         assert text(SYS / "cpuset" / level / "cpuset.cpus") == text(SYS / "cpuset/cpuset.cpus")
         assert text(SYS / "cpuset" / level / "cpuset.mems") == text(SYS / "cpuset/cpuset.mems")
+
+
+@pytest.mark.kernel
+def test_v1_a_new_group_allows_only_the_default_devices(v1: Scratch) -> None:
+    name = v1.name()
+    v1.driver.create(name, CgroupLimits())
+    assert text(SYS / "devices" / name / "devices.list").splitlines() == list(DEFAULT_DEVICE_RULES)
+    for level in (v1.top, name):  # made in every hierarchy, parents first
+        assert all((SYS / c / level).is_dir() for c in V1_CONTROLLERS)
 
 
 @pytest.mark.kernel
