@@ -5,9 +5,10 @@ exists with its recorded start time; how it ended is what its shim wrote.
 Directory of a container: config.json, image-id, rootfs/ (upper, work, merged), stdout and
 stderr (its raw output, appended by the container), state.json (pid, start time, shim pid,
 start date, restarts by policy), exit (written by the shim: code, signal, OOM kills, date),
-lock; starting (a start not yet recorded in state.json); stopped (it was stopped or killed on
-purpose: no restart policy applies until it is started again), restarting (its supervisor will
-restart it), health.json (its healthcheck's record, as `docker inspect` shows State.Health).
+lock (held while acting on the container; it says `starting` until a start is recorded in
+state.json); stopped (it was stopped or killed on purpose: no restart policy applies until it
+is started again), restarting (its supervisor will restart it), health.json (its
+healthcheck's record, as `docker inspect` shows State.Health).
 """
 
 from __future__ import annotations
@@ -240,7 +241,7 @@ class Runtime:
             current = self._observe(container_id, directory)
             if current.status in ("running", "paused"):
                 return self.get(container_id)
-            if current.status == "created" and (directory / "starting").exists():
+            if current.status == "created" and (directory / "lock").stat().st_size:
                 self._end_unrecorded(container_id, directory)
             if by_policy and (directory / "stopped").exists():
                 (directory / "restarting").unlink(missing_ok=True)
@@ -254,7 +255,10 @@ class Runtime:
             )
             joined = self._joined_network(config)
             spec, handles = self._opened_sources(self._spec(config, str(merged), joined))
-            (directory / "starting").touch()  # until its start is recorded
+            # Marked until its start is recorded: the lock file holds the word (a file of its
+            # own would be an inode made and freed per start, which a filesystem without a
+            # journal makes every later new file search past for a minute).
+            (directory / "lock").write_bytes(b"starting\n")
             (directory / "exit").unlink(missing_ok=True)
             (directory / "state.json").unlink(missing_ok=True)
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
@@ -292,7 +296,7 @@ class Runtime:
                 "restart_count": current.restart_count + 1 if by_policy else 0,
             }
             write_atomic(directory / "state.json", json.dumps(record).encode())
-            (directory / "starting").unlink()
+            os.truncate(directory / "lock", 0)
             (directory / "stopped").unlink(missing_ok=True)
             (directory / "restarting").unlink(missing_ok=True)
             if config.healthcheck is not None:
@@ -304,8 +308,8 @@ class Runtime:
                              directory)  # fmt: skip
 
     def _end_unrecorded(self, container_id: str, directory: Path) -> None:
-        """A start interrupted before it was recorded (its caller killed: the `starting` mark
-        is left) may have left the container's processes running: they end before it starts
+        """A start interrupted before it was recorded (its caller killed: the lock file still
+        says `starting`) may have left the container's processes running: they end before it starts
         again, and their shim's exit record is awaited so that it cannot land on the new
         start."""
         name = self._cgroup(container_id)

@@ -234,12 +234,11 @@ def test_the_container_outlives_whoever_started_it(runtime: Runtime, make: Make)
 def test_a_start_interrupted_before_it_was_recorded_is_ended_before_the_next(runtime: Runtime, make: Make) -> None:
     config = make("sleep", "60")
     directory = runtime.create(config).directory
-    assert not (directory / "starting").exists()
     lost = runtime.start(config.id).state.pid
-    assert not (directory / "starting").exists()  # recorded: the mark is gone
+    assert (directory / "lock").read_bytes() == b""  # recorded: the mark is gone
     # As if its starter was killed between the launch and the record: the mark, no state.
     (directory / "state.json").unlink()
-    (directory / "starting").touch()
+    (directory / "lock").write_bytes(b"starting\n")
     assert runtime.get(config.id).state.status == "created"
     pid = runtime.start(config.id).state.pid
     assert pid != lost
