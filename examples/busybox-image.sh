@@ -7,7 +7,9 @@ name="${1:-busybox:local}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 root="$work/rootfs"
-mkdir -p "$root/bin" "$root/etc" "$root/tmp" "$root/root" "$root/srv"
+# proc, dev and sys: the mount points every container needs (as distribution images have them;
+# otherwise each container makes them in its writable layer at every start).
+mkdir -p "$root/bin" "$root/etc" "$root/tmp" "$root/root" "$root/srv" "$root/proc" "$root/dev" "$root/sys"
 chmod 1777 "$root/tmp"
 cp /bin/busybox "$root/bin/busybox"
 for applet in $(/bin/busybox --list); do
