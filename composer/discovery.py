@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from composer.errors import ComposerError
 from composer.state import AddressRecord, StateStore
+from engine.files import make_spread_directory
 
 if TYPE_CHECKING:
     from composer.config.service import Service
@@ -80,7 +81,9 @@ def write_files(
     addresses as they are now, when the caller read them already)."""
     from engine.network.hosts import render_resolv_conf, write_in_place
 
-    files.directory.mkdir(parents=True, exist_ok=True)
+    if not files.directory.is_dir():
+        make_spread_directory(files.directory.parent)  # the stack's: one per container in it
+        files.directory.mkdir(exist_ok=True)
     header = header_of(service, hostname)
     for _, address in header.extra:
         if address != "host-gateway":

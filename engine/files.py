@@ -1,14 +1,22 @@
 """Files replaced whole (written beside their place under a unique name, then renamed over
-it, so a reader sees the old content or the new, never a part) and directory trees removed."""
+it, so a reader sees the old content or the new, never a part), directory trees removed, and
+directories whose subdirectories the filesystem should place apart."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
 import secrets
+import struct
 from pathlib import Path
 
-__all__ = ["discard_tree", "remove_tree", "remove_tree_at", "write_atomic"]
+__all__ = ["discard_tree", "make_spread_directory", "remove_tree", "remove_tree_at", "write_atomic"]
+
+_FS_IOC_GETFLAGS = 0x80086601
+_FS_IOC_SETFLAGS = 0x40086602
+_FS_TOPDIR_FL = 0x00020000  # chattr +T
 
 
 def write_atomic(path: Path, data: bytes, durable: bool = False) -> None:
@@ -82,3 +90,23 @@ def _empty_but_dirs(fd: int) -> list[str]:
             else:
                 os.unlink(entry.name, dir_fd=fd)
     return dirs
+
+
+def make_spread_directory(path: Path) -> None:
+    """Make the directory `path` (and its parents) if needed, and ask its filesystem to place
+    the directories made in it apart, each where inodes are free (ext4's "top of directory
+    hierarchies" flag, chattr +T, as for /home). On ext4 without a journal every new inode is
+    searched past each inode of its block group freed in the last minutes: with one block
+    group for all containers, an up after a down spent most of its kernel time so (50
+    containers: 2 of 3 s). Filesystems without the flag ignore the request."""
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        flags = struct.unpack("i", fcntl.ioctl(fd, _FS_IOC_GETFLAGS, b"\0" * 4))[0]
+        if not flags & _FS_TOPDIR_FL:
+            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, struct.pack("i", flags | _FS_TOPDIR_FL))
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTTY, errno.EOPNOTSUPP, errno.EINVAL, errno.EPERM):
+            raise
+    finally:
+        os.close(fd)

@@ -33,7 +33,7 @@ from engine.container.health import Health
 from engine.container.launch import ContainerError, launch, start_time
 from engine.container.spec import Mount, Spec
 from engine.container.users import resolve_identity
-from engine.files import discard_tree, write_atomic
+from engine.files import discard_tree, make_spread_directory, write_atomic
 from engine.linux import open_tree, pidfd_open, pidfd_send_signal
 from engine.rootfs import Rootfs
 from engine.userns import host_root
@@ -102,7 +102,7 @@ class Runtime:
     def __init__(self, root: Path, cgroups: CgroupDriver, cgroup_parent: str = "composer") -> None:
         self.root = root
         self.containers = root / "containers"
-        self.containers.mkdir(parents=True, exist_ok=True)
+        make_spread_directory(self.containers)
         self.cgroups = cgroups
         self.cgroup_parent = cgroup_parent
         # Start containers through the state root's zygote (see zygote.py), when it runs.
