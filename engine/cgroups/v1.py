@@ -95,7 +95,7 @@ class V1:
                     _inherit_cpuset(path)
             else:
                 try:
-                    (base / name).mkdir(exist_ok=True)  # the parents are there but once
+                    (base / name).mkdir(exist_ok=True)  # its parents: there after the first
                 except FileNotFoundError:
                     (base / name).mkdir(parents=True, exist_ok=True)
         devices = self._mounts.get("devices")
