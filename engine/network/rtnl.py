@@ -58,6 +58,7 @@ _NLMSG_DONE: Final = 3
 _RTM_NEWLINK, _RTM_DELLINK, _RTM_GETLINK = 16, 17, 18
 _RTM_NEWADDR, _RTM_DELADDR, _RTM_GETADDR = 20, 21, 22
 _RTM_NEWROUTE, _RTM_DELROUTE, _RTM_GETROUTE = 24, 25, 26
+_RTM_NEWNEIGH = 28
 # header flags
 _F_REQUEST, _F_MULTI, _F_ACK, _F_DUMP_INTR = 0x1, 0x2, 0x4, 0x10
 _F_DUMP = 0x300
@@ -72,12 +73,16 @@ _IFA_ADDRESS, _IFA_LOCAL, _IFA_BROADCAST, _IFA_FLAGS = 1, 2, 4, 8
 # route attributes and values
 _RTA_DST, _RTA_OIF, _RTA_GATEWAY, _RTA_PRIORITY, _RTA_TABLE = 1, 4, 5, 6, 15
 _RTPROT_BOOT, _RTN_UNICAST = 3, 1
+# neighbour attributes and states
+_NDA_DST, _NDA_LLADDR = 1, 2
+_NUD_STALE: Final = 0x04
 
 _HEADER = struct.Struct("=IHHII")  # length, type, flags, sequence, port
 _IFINFO = struct.Struct("=BxHiII")  # family, type, index, flags, change
 _IFADDR = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
 _RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol,
 #                                       scope, type, flags
+_NDMSG = struct.Struct("=BxxxiHBB")  # family, index, state, flags, type
 _ATTR = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
 _RECEIVE = 1 << 18
@@ -436,6 +441,19 @@ class Rtnl:
         if add:
             return _RTM_NEWADDR, _F_CREATE | _F_EXCL, body
         return _RTM_DELADDR, 0, body
+
+    # -- neighbours ---------------------------------------------------------------------------
+
+    @staticmethod
+    def neighbour_request(
+        index: int, address: IPv4Address | IPv6Address, mac: str
+    ) -> tuple[int, int, bytes]:
+        """The request that tells link `index` that `address` is at `mac` (replacing what it
+        thought: a stale entry, used at once and checked again by the kernel later)."""
+        family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+        body = _NDMSG.pack(family, index, _NUD_STALE, 0, 0)
+        body += _attr(_NDA_DST, address.packed) + _attr(_NDA_LLADDR, _mac_bytes(mac))
+        return _RTM_NEWNEIGH, _F_CREATE | _F_REPLACE, body
 
     # -- routes -------------------------------------------------------------------------------
 

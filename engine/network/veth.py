@@ -110,12 +110,31 @@ def attach(netns_fd: int, attachment: Attachment) -> None:
         if container_end is None:  # the usual case: a new container, nothing to look at
             _make_pair(host, inside, netns_fd, a, bridge)
             _configure_new_end(inside, a)
-            return
-        _fix_container_end(inside, container_end, a)
-        inside.set_link("bring lo up", LOOPBACK_INDEX, up=True)
-        set_addresses(inside, container_end.index, a.ifname, a.addresses)
-        for family, gateway in ((socket.AF_INET, a.gateway), (socket.AF_INET6, a.gateway6)):
-            set_default_route(inside, container_end.index, a.ifname, family, gateway)
+        else:
+            _fix_container_end(inside, container_end, a)
+            inside.set_link("bring lo up", LOOPBACK_INDEX, up=True)
+            set_addresses(inside, container_end.index, a.ifname, a.addresses)
+            for family, gateway in ((socket.AF_INET, a.gateway), (socket.AF_INET6, a.gateway6)):
+                set_default_route(inside, container_end.index, a.ifname, family, gateway)
+        _introduce(host, bridge, a, a.mac or _mac_of(inside, a.ifname))
+
+
+def _introduce(host: Rtnl, bridge: int, a: Attachment, mac: str) -> None:
+    """The host learns where the container's addresses are (its neighbour entries on the
+    bridge) instead of asking: a question asked while the pair was being made, as when a
+    deleted bridge is healed under traffic, goes unanswered, and the kernel asks again only a
+    second later, holding the packets meanwhile."""
+    addresses = [a.address.ip] + ([a.address6.ip] if a.address6 is not None else [])
+    requests = [Rtnl.neighbour_request(bridge, address, mac) for address in addresses]
+    for address, code in zip(addresses, host.do(*requests), strict=True):
+        check(f"tell {a.bridge} that {address} is at {mac}", code)
+
+
+def _mac_of(inside: Rtnl, ifname: str) -> str:
+    link = inside.link(ifname)
+    if link is None:
+        raise NetworkError(f"{ifname} vanished from the namespace as it was made")
+    return link.mac
 
 
 def _configure_new_end(inside: Rtnl, a: Attachment) -> None:

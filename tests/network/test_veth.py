@@ -239,3 +239,37 @@ def test_attach_refuses_a_bridge_name_that_is_another_kind_of_link(scratch: Scra
     with pytest.raises(NetworkError, match=f"{first.host_ifname} is not a bridge \\(veth\\)"):
         attach(second_ns.fd, second)
     assert not link_exists(second.host_ifname)
+
+
+def host_neighbours(bridge: str) -> dict[str, tuple[str, int]]:
+    """The host's neighbour entries on `bridge`: address → (MAC, NUD state)."""
+    with host_iproute() as ipr:
+        index = ipr.link_lookup(ifname=bridge)[0]
+        return {
+            str(ip_address(n.get_attr("NDA_DST"))): (n.get_attr("NDA_LLADDR"), n["state"])
+            for n in ipr.get_neighbours(ifindex=index)
+            if n.get_attr("NDA_LLADDR")
+        }
+
+
+def test_the_host_knows_where_an_attached_namespace_is_without_asking(scratch: Scratch) -> None:
+    # After a bridge is made anew (a heal), a packet sent before a container is back on it
+    # leaves an unanswered ARP question that the kernel asks again only a second later.
+    from engine.network import ensure_bridge, remove_bridge
+
+    spec = scratch.bridge(ipv6=True)
+    ns = scratch.netns()
+    a = scratch.attachment(spec)  # no MAC given: the kernel's
+    attach(ns.fd, a)
+    mac = inside(ns)["links"]["eth0"][2]
+    assert host_neighbours(spec.name)[str(a.address.ip)][0] == mac
+    assert host_neighbours(spec.name)[str(a.address6.ip)][0] == mac
+    remove_bridge(spec.name)
+    ensure_bridge(spec)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:  # asks, unanswered
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, spec.name.encode())
+        probe.sendto(b"?", (str(a.address.ip), 9))
+    attach(ns.fd, a)
+    known, state = host_neighbours(spec.name)[str(a.address.ip)]
+    assert known == mac
+    assert state not in (0x01, 0x20)  # neither INCOMPLETE nor FAILED
