@@ -309,9 +309,9 @@ class Runtime:
 
     def _end_unrecorded(self, container_id: str, directory: Path) -> None:
         """A start interrupted before it was recorded (its caller killed: the lock file still
-        says `starting`) may have left the container's processes running: they end before it starts
-        again, and their shim's exit record is awaited so that it cannot land on the new
-        start."""
+        says `starting`) may have left the container's processes running: they end before it
+        starts again, and their shim's exit record is awaited so that it cannot land on the
+        new start."""
         name = self._cgroup(container_id)
         if not self.cgroups.exists(name) or not self.cgroups.pids(name):
             return

@@ -109,14 +109,14 @@ def attach(netns_fd: int, attachment: Attachment) -> None:
             container_end = _existing_pair(host, inside, a, bridge)
         if container_end is None:  # the usual case: a new container, nothing to look at
             _make_pair(host, inside, netns_fd, a, bridge)
-            _configure_new_end(inside, a)
+            container_end = _configure_new_end(inside, a)
         else:
             _fix_container_end(inside, container_end, a)
             inside.set_link("bring lo up", LOOPBACK_INDEX, up=True)
             set_addresses(inside, container_end.index, a.ifname, a.addresses)
             for family, gateway in ((socket.AF_INET, a.gateway), (socket.AF_INET6, a.gateway6)):
                 set_default_route(inside, container_end.index, a.ifname, family, gateway)
-        _introduce(host, bridge, a, a.mac or _mac_of(inside, a.ifname))
+        _introduce(host, bridge, a, a.mac or container_end.mac)
 
 
 def _introduce(host: Rtnl, bridge: int, a: Attachment, mac: str) -> None:
@@ -130,19 +130,13 @@ def _introduce(host: Rtnl, bridge: int, a: Attachment, mac: str) -> None:
         check(f"tell {a.bridge} that {address} is at {mac}", code)
 
 
-def _mac_of(inside: Rtnl, ifname: str) -> str:
-    link = inside.link(ifname)
-    if link is None:
-        raise NetworkError(f"{ifname} vanished from the namespace as it was made")
-    return link.mac
-
-
-def _configure_new_end(inside: Rtnl, a: Attachment) -> None:
+def _configure_new_end(inside: Rtnl, a: Attachment) -> Link:
     """The container end just made up, loopback up, the addresses and the default routes:
-    requests in one datagram, answered in order."""
-    index = inside.index(a.ifname)
-    if index is None:
+    requests in one datagram, answered in order. The end as it was made."""
+    end = inside.link(a.ifname)
+    if end is None:
         raise NetworkError(f"{a.ifname} vanished from the namespace as it was made")
+    index = end.index
     requests = [
         (f"bring {a.ifname} up", Rtnl.set_link_request(index, up=True)),
         ("bring lo up", Rtnl.set_link_request(LOOPBACK_INDEX, up=True)),
@@ -156,6 +150,7 @@ def _configure_new_end(inside: Rtnl, a: Attachment) -> None:
                              Rtnl.default_route_request(True, family, gateway, index)))  # fmt: skip
     for (what, _), code in zip(requests, inside.do(*(r for _, r in requests)), strict=True):
         check(what, code)
+    return end
 
 
 def _existing_pair(host: Rtnl, inside: Rtnl, a: Attachment, bridge: int) -> Link | None:
