@@ -11,7 +11,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 
-from engine.network import attach, ensure_firewall, remove_firewall
+from engine.network import BridgeSpec, attach, ensure_firewall, remove_firewall
 from tests.network.conftest import Scratch
 from tests.network.netnstools import Netns
 
@@ -78,8 +78,18 @@ def cannot_reach(server_ns: Netns, server: Address, client_ns: Netns) -> bool:
         return False
 
 
-def test_two_namespaces_on_one_bridge_exchange_udp_and_tcp(scratch: Scratch) -> None:
+def with_firewalls(request: pytest.FixtureRequest, *specs: BridgeSpec) -> None:
+    """Give the bridges their firewall, as composer gives its own: on a host whose forward
+    policy drops (Docker's, with br_netfilter loaded) even the traffic between two ports of one
+    bridge passes only so. Removed after the test, also when it fails."""
+    for spec in specs:
+        request.addfinalizer(partial(remove_firewall, spec.name))
+        ensure_firewall(spec.name)
+
+
+def test_two_namespaces_on_one_bridge_exchange_udp_and_tcp(scratch: Scratch, request: pytest.FixtureRequest) -> None:
     spec = scratch.bridge()
+    with_firewalls(request, spec)
     a_ns, b_ns = scratch.netns(), scratch.netns()
     a, b = scratch.attachment(spec), scratch.attachment(spec)
     attach(a_ns.fd, a)
@@ -88,8 +98,9 @@ def test_two_namespaces_on_one_bridge_exchange_udp_and_tcp(scratch: Scratch) -> 
     assert tcp_round_trip(b_ns, b.address.ip, a_ns) == (b"hello back", str(a.address.ip))
 
 
-def test_ipv6_works_as_soon_as_attach_returns(scratch: Scratch) -> None:
+def test_ipv6_works_as_soon_as_attach_returns(scratch: Scratch, request: pytest.FixtureRequest) -> None:
     spec = scratch.bridge(ipv6=True)
+    with_firewalls(request, spec)
     a_ns, b_ns = scratch.netns(), scratch.netns()
     a, b = scratch.attachment(spec), scratch.attachment(spec)
     attach(a_ns.fd, a)
@@ -99,8 +110,9 @@ def test_ipv6_works_as_soon_as_attach_returns(scratch: Scratch) -> None:
     assert tcp_round_trip(b_ns, b.address6.ip, a_ns) == (b"hello back", str(a.address6.ip))
 
 
-def test_a_namespace_on_two_bridges_reaches_the_namespaces_of_both(scratch: Scratch) -> None:
+def test_a_namespace_on_two_bridges_reaches_the_namespaces_of_both(scratch: Scratch, request: pytest.FixtureRequest) -> None:
     front, back = scratch.bridge(), scratch.bridge()
+    with_firewalls(request, front, back)
     web_ns, proxy_ns, db_ns = scratch.netns(), scratch.netns(), scratch.netns()
     attach(proxy_ns.fd, proxy := scratch.attachment(front))
     attach(db_ns.fd, db := scratch.attachment(back))
@@ -116,9 +128,7 @@ def test_a_namespace_on_two_bridges_reaches_the_namespaces_of_both(scratch: Scra
 
 def test_the_networks_of_two_stacks_cannot_reach_each_other(scratch: Scratch, request: pytest.FixtureRequest) -> None:
     first, second = scratch.bridge(), scratch.bridge()
-    for spec in (first, second):
-        request.addfinalizer(partial(remove_firewall, spec.name))  # also when the test fails
-        ensure_firewall(spec.name)
+    with_firewalls(request, first, second)
     a_ns, b_ns, neighbour_ns = scratch.netns(), scratch.netns(), scratch.netns()
     attach(a_ns.fd, a := scratch.attachment(first))
     attach(b_ns.fd, b := scratch.attachment(second))
