@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Final, Protocol, Self, cast
 
 from engine.errors import LayerError
-from engine.files import remove_tree, remove_tree_at
+from engine.files import discard_tree, remove_tree_at
 from engine.linux import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
 
 __all__ = [
@@ -378,7 +378,7 @@ def unpack_layer(stream: Readable, dest: Path, *, what: str) -> LayerStats:
         buffered.read()
         hashing.drain()
     except LayerError:
-        _discard(dest)
+        discard_tree(dest)
         raise
     except (
         tarfile.TarError,
@@ -389,10 +389,10 @@ def unpack_layer(stream: Readable, dest: Path, *, what: str) -> LayerStats:
         ValueError,
         OverflowError,  # numbers in headers (a time, an owner) too large for the system calls
     ) as exc:
-        _discard(dest)
+        discard_tree(dest)
         raise LayerError(f"{what}: the layer archive is malformed or truncated: {exc}") from exc
     except Exception as exc:  # zstandard's errors have no common base we can import lazily
-        _discard(dest)
+        discard_tree(dest)
         if type(exc).__module__.startswith("zstandard"):
             raise LayerError(f"{what}: the layer archive is malformed or truncated: {exc}") from exc
         raise
@@ -401,13 +401,6 @@ def unpack_layer(stream: Readable, dest: Path, *, what: str) -> LayerStats:
         if close is not None:
             close()  # the gzip thread stops, even when the archive was left half read
     return LayerStats("sha256:" + hashing.sha256.hexdigest(), unpacker.entries, unpacker.size)
-
-
-def _discard(dest: Path) -> None:
-    try:
-        remove_tree(dest)
-    except OSError:
-        pass
 
 
 def _clean(name: str, what: str) -> tuple[str, ...]:
