@@ -10,7 +10,10 @@ Measures (each a function; `--only NAME` runs some of them):
   repeated; every `up` starts from nothing (the previous run's `down`; podman-compose's
   network is removed too, outside the timed part) with the image present. The tools take
   turns within each run, in an order that rotates, so that a drift of the machine touches
-  each alike.
+  each alike. composer twice: as a user's commands run after the first one in a state root,
+  handed to the root's fork server (started, and waited for, before the first run); and
+  `composer (no fork server)`, each command in its own interpreter (COMPOSER_FORKSERVER=0),
+  as the first command in a root runs.
 - `restart`: one service with `restart: always`; its PID 1 is killed with SIGKILL (host pid
   from `composer ps --format json` field `Pid`, else the container's `state.json`), then
   the time until a new pid runs, polled every millisecond (composer: its `state.json` and
@@ -26,9 +29,9 @@ Measures (each a function; `--only NAME` runs some of them):
   3 s of rest, the CPU time (every thread's schedstat) of the stack's supervisor over
   10 s, as % of one core; also the zygote's and all shims'.
 - `memory`: the 50-service stack (its `base` publishing a loopback port, as above): PSS and
-  RSS of our own processes — the supervisor, the zygote and each container's shim (the
-  parent of its PID 1) — divided by 50. Peers: the parents of their containers' PID 1
-  (containerd-shim, conmon), and docker's daemons, separately.
+  RSS of our own processes — the supervisor, the zygote, the fork server and each
+  container's shim (the parent of its PID 1) — divided by 50. Peers: the parents of their
+  containers' PID 1 (containerd-shim, conmon), and docker's daemons, separately.
 
 Peers run only when installed: docker-compose with a dockerd answering, podman-compose with
 podman (`/work/shared/tools/setup-peers.sh` installs both and their busybox images). Every
@@ -172,10 +175,14 @@ class DockerAPI:
 class Tool:
     name: str  # composer, docker-compose or podman-compose
     image: str
+    environ: tuple[tuple[str, str], ...] = ()
 
     @property
     def executable(self) -> str:
-        return str(COMPOSER) if self.name == "composer" else self.name
+        return str(COMPOSER) if self.name.startswith("composer") else self.name
+
+
+UNSERVED = "composer (no fork server)"
 
 
 @dataclass(frozen=True)
@@ -218,7 +225,8 @@ class Bench:
 
     def command(self, stack: Stack, *verb: str, timeout: float = 900) -> str:
         argv = [stack.tool.executable, "-f", str(stack.file), "-p", stack.project, *verb]
-        done = subprocess.run(argv, env=self.env, capture_output=True, text=True,
+        done = subprocess.run(argv, env={**self.env, **dict(stack.tool.environ)},
+                              capture_output=True, text=True,
                               timeout=timeout, check=False)  # fmt: skip
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)}: exit {done.returncode}\n{done.stderr[-2000:]}")
@@ -251,7 +259,7 @@ class Bench:
 
     def pids(self, stack: Stack) -> dict[str, int]:
         """Host pid of each running container's PID 1, by container name."""
-        if stack.tool.name == "composer":
+        if stack.tool.name.startswith("composer"):
             rows = json.loads(self.command(stack, "ps", "--format", "json"))
             found = {}
             for row in rows:
@@ -315,7 +323,10 @@ def httpd_stack(count: int, *, publish: bool = False) -> dict[str, dict[str, Any
 
 
 def measure_up_down(bench: Bench, count: int, runs: int) -> dict[str, Any]:
-    stacks = [bench.stack(tool, httpd_stack(count)) for tool in bench.tools]
+    ours = bench.tool("composer")
+    assert ours is not None
+    unserved = Tool(UNSERVED, ours.image, (("COMPOSER_FORKSERVER", "0"),))
+    stacks = [bench.stack(tool, httpd_stack(count)) for tool in [*bench.tools, unserved]]
     up: dict[str, list[float]] = {s.tool.name: [] for s in stacks}
     down: dict[str, list[float]] = {s.tool.name: [] for s in stacks}
     for run in range(runs):
@@ -462,9 +473,11 @@ def _our_processes(bench: Bench, stack: Stack) -> dict[str, list[int]]:
     run = bench.root / "run"
     supervisor = running_pid(run / f"{stack.project}.lock")
     zygote = running_pid(run / "zygote.lock")
+    server = running_pid(run / "cli.lock")
     return {
         "supervisor": [supervisor] if supervisor else [],
         "zygote": [zygote] if zygote else [],
+        "fork server": [server] if server else [],
         "shims": sorted({parent(pid) for pid in bench.pids(stack).values()}),
     }
 
@@ -539,6 +552,12 @@ def find_tools(bench: Bench, peers: bool) -> None:
     script = REPO / "examples" / "busybox-image.sh"
     subprocess.run([str(script)], env=bench.env, check=True, capture_output=True)
     bench.tools.append(Tool("composer", "busybox:local"))
+    # The state root's fork server, as a user's first command starts it for the next ones.
+    (bench.root / "run").mkdir(exist_ok=True)
+    subprocess.run([str(COMPOSER), "version"], env=bench.env, check=True, capture_output=True)
+    deadline = time.monotonic() + 20
+    while not (bench.root / "run" / "cli.sock").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     if not peers:
         return
     if not shutil.which("docker-compose"):
@@ -572,7 +591,7 @@ PEERS = ("docker-compose", "podman-compose")
 
 def _row(label: str, figures: dict[str, float | str | None], target: str, unit: str) -> list[str]:
     ours = figures.get("composer")
-    cells = [label, _cell(ours, unit)]
+    cells = [label, _cell(ours, unit), _cell(figures.get(UNSERVED), unit)]
     for peer in PEERS:
         theirs = figures.get(peer)
         cell = _cell(theirs, unit)
@@ -592,7 +611,7 @@ def _cell(value: float | str | None, unit: str) -> str:
 
 
 def table(results: dict[str, Any]) -> list[list[str]]:
-    rows = [["measure", "composer", *(f"{p} (x composer)" for p in PEERS), "target"]]
+    rows = [["measure", "composer", UNSERVED, *(f"{p} (x composer)" for p in PEERS), "target"]]
     for count, targets in ((10, "0.5"), (50, "1.0")):
         found = results.get(f"up_down_{count}")
         if found:
