@@ -158,8 +158,11 @@ class Runtime:
         pid = int(record["pid"])
         restarts = int(record.get("restart_count", 0))
         health = self._health(directory)
+        # The process first, then the record of its end: the shim writes the record before
+        # it reaps the process, so a process found gone has its record (unless the shim died).
+        alive = start_time(pid) == record["start_time"]
         ended = self._exit(directory)
-        if ended is None and start_time(pid) == record["start_time"]:
+        if ended is None and alive:
             status = "running"
             with contextlib.suppress(Exception):
                 if self.cgroups.frozen(self._cgroup(container_id)):

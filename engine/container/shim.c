@@ -10,7 +10,8 @@
  * It becomes a child subreaper, runs PROGRAM (the container init, which forks the container's
  * first process and exits), and waits: the first process is reparented to the shim, and when
  * it ends the shim writes "EXIT_CODE SIGNAL OOM_KILLS UNIX_TIME\n" to EXIT_FILE (through a temp
- * file and a rename) and exits.  OOM_FILE is the cgroup's memory.events (v2) or
+ * file and a rename), then reaps it and exits: until the record is there, the ended process
+ * is a zombie whose pid and start time still say "running", never "ended, code unknown".  OOM_FILE is the cgroup's memory.events (v2) or
  * memory.oom_control (v1), read for its oom_kill count; "-" for none.
  * TTY_FD: the master of the container's terminal (or -1): the shim holds it for the
  * container's life and copies what the container writes to OUT_FD (its raw output file).
@@ -44,10 +45,21 @@ static long oom_kills(const char *path) {
     return count;
 }
 
-static void record(const char *path, int status, const char *oom_path) {
+/* The next child that ended (`which`, or any for -1), left unreaped; 0 when none has yet and
+ * `nohang`, -1 when there is none. */
+static pid_t ended(pid_t which, int nohang, siginfo_t *info) {
+    memset(info, 0, sizeof *info);
+    int flags = WEXITED | WNOWAIT | (nohang ? WNOHANG : 0);
+    if (waitid(which > 0 ? P_PID : P_ALL, which > 0 ? (id_t)which : 0, info, flags) < 0)
+        return -1;
+    return info->si_pid;
+}
+
+static void record(const char *path, const siginfo_t *info, const char *oom_path) {
     char tmp[4096], line[128];
-    int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    int exited = info->si_code == CLD_EXITED;
+    int code = exited ? info->si_status : 128 + info->si_status;
+    int sig = exited ? 0 : info->si_status;
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     int len = snprintf(line, sizeof line, "%d %d %ld %ld\n", code, sig, oom_kills(oom_path),
                        (long)time(NULL));
@@ -98,16 +110,17 @@ static int wait_for(pid_t first, char **argv, int tty, int out, int hold) {
     static char buf[65536];
     release(tty, out, hold);  /* hold: kept open, never written */
     for (;;) {
-        int status;
+        siginfo_t info;
         if (tty >= 0) copy_terminal(tty, out, buf, sizeof buf, 100);
-        pid_t pid = waitpid(first, &status, tty >= 0 ? WNOHANG : 0);
+        pid_t pid = ended(first, tty >= 0, &info);
         if (pid == 0) continue;
         if (pid < 0) {
             if (errno == EINTR) continue;
             return 125;
         }
         drain(tty, out, buf, sizeof buf);
-        record(argv[1], status, argv[2]);
+        record(argv[1], &info, argv[2]);
+        waitpid(pid, NULL, 0);
         return 0;
     }
 }
@@ -141,26 +154,22 @@ int main(int argc, char **argv) {
     int init_status = -1, started = 0;
     static char buf[65536];
     for (;;) {
-        int status;
-        pid_t pid;
-        if (tty >= 0) {  /* copy the terminal's output while waiting */
-            copy_terminal(tty, out, buf, sizeof buf, 100);
-            pid = waitpid(-1, &status, WNOHANG);
-            if (pid == 0) continue;
-        } else {
-            pid = wait(&status);
-        }
+        siginfo_t info;
+        if (tty >= 0) copy_terminal(tty, out, buf, sizeof buf, 100);  /* meanwhile */
+        pid_t pid = ended(-1, tty >= 0, &info);
+        if (pid == 0) continue;
         if (pid < 0) {
             if (errno == EINTR) continue;
             break;  /* no child left */
         }
         if (pid == init) {
-            init_status = status;
+            waitpid(pid, &init_status, 0);
             continue;  /* the first process, if any, is ours now */
         }
         started = 1;
         drain(tty, out, buf, sizeof buf);  /* what it wrote last */
-        record(argv[1], status, argv[2]);
+        record(argv[1], &info, argv[2]);
+        waitpid(pid, NULL, 0);
         break;
     }
     if (!started && init_status != -1)

@@ -167,6 +167,19 @@ def test_exit_status_and_signal_are_recorded(runtime: Runtime, make: Make) -> No
     assert (state.exit_code, state.signal) == (137, 9)
 
 
+def test_an_ended_container_is_never_seen_without_its_exit_code(runtime: Runtime, make: Make) -> None:
+    # Its shim records how it ended before it reaps it: until then, it still runs.
+    for _ in range(10):
+        config = make("sh", "-c", "exit 7")
+        runtime.create(config)
+        runtime.start(config.id)
+        deadline = time.monotonic() + 10
+        while (state := runtime.get(config.id).state).status == "running":
+            assert time.monotonic() < deadline
+        assert (state.status, state.exit_code) == ("exited", 7)
+        runtime.remove(config.id)
+
+
 def test_stop_sends_the_stop_signal_then_kills_after_the_grace_period(runtime: Runtime, make: Make) -> None:
     config = make("sh", "-c", "trap 'echo got USR1' USR1; while true; do sleep 0.1; done", stop_signal="SIGUSR1", stop_grace_period=0.5)
     runtime.create(config)
