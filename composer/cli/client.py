@@ -67,19 +67,20 @@ def run() -> None:
     """The `composer` program."""
     paths = None if os.environ.get(DISABLE) == "0" else server_paths(os.environ)
     if paths is not None:
-        connection = _connect(paths[0])
-        if connection is not None:
-            _relay(connection)  # ends the process when the command ends
+        relay = _connect(paths[0])
+        if relay is not None:
+            relay.until_done()  # ends the process as the command ended
         _start_server(paths)
     from composer.cli.main import run as run_here
 
     run_here()
 
 
-def _connect(path: str) -> _socket.socket | None:
-    """A connection to the server whose command now runs, or None when none took it."""
+def _connect(path: str) -> _Relay | None:
+    """The relay to the server whose command now runs, or None when none took it."""
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
     here = -1
+    relay = None
     try:
         sock.connect(path)
         here = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -94,17 +95,19 @@ def _connect(path: str) -> _socket.socket | None:
         }
         fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2, here))
         sock.sendmsg([marshal.dumps(request)], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+        relay = _Relay(sock)
         answer = sock.recv(64)
     except (OSError, ValueError):  # no server, or a closed standard stream (EBADF)
-        sock.close()
-        return None
+        answer = b""
     finally:
         if here >= 0:
             os.close(here)
     if not answer.startswith(b"pid "):  # b"stale": it loaded other code, and leaves
+        if relay is not None:
+            relay.undo()
         sock.close()
         return None
-    return sock
+    return relay
 
 
 def _umask() -> int:
@@ -113,34 +116,53 @@ def _umask() -> int:
     return mask
 
 
-def _relay(sock: _socket.socket) -> None:
-    """Relay signals to the command until it ends, then end as it did."""
+class _Relay:
+    """The command's signals, sent on to the server from the moment the request is made (the
+    server reads them once its fork runs); when no server takes the command, handed back to
+    this process, which then runs the command itself."""
 
-    def relay(number: int, _frame: object) -> None:
+    def __init__(self, sock: _socket.socket) -> None:
+        self.sock = sock
+        self.previous: dict[int, object] = {}
+        self.received: list[int] = []
+        for number in (*_RELAYED, *_STOPS):
+            previous = _signal.getsignal(number)
+            if previous != _signal.SIG_IGN:  # ignored (nohup, `&`): as it was
+                self.previous[number] = previous
+                _signal.signal(number, self._relay)
+
+    def _relay(self, number: int, _frame: object) -> None:
+        self.received.append(number)
         try:
-            sock.send(b"%d" % number)
+            self.sock.send(b"%d" % number)
         except OSError:
             pass
         if number in _STOPS:
             os.kill(os.getpid(), _signal.SIGSTOP)  # stopped with it; SIGCONT resumes both
 
-    for number in (*_RELAYED, *_STOPS):
-        if _signal.getsignal(number) != _signal.SIG_IGN:  # ignored (nohup, `&`): as it was
-            _signal.signal(number, relay)
-    try:
-        answer = sock.recv(64)
-    except OSError:
-        answer = b""
-    kind, _, value = answer.partition(b" ")
-    if kind == b"exit":
-        os._exit(int(value))
-    if kind == b"killed":  # by a signal: end by it too, as the shell expects
-        number = int(value)
-        _signal.signal(number, _signal.SIG_DFL)
-        os.kill(os.getpid(), number)
-        os._exit(128 + number)
-    os.write(2, b"composer: the fork server ended before the command did\n")
-    os._exit(1)
+    def undo(self) -> None:
+        for number, previous in self.previous.items():
+            _signal.signal(number, previous)
+        for number in self.received:
+            if number not in _STOPS:
+                os.kill(os.getpid(), number)
+
+    def until_done(self) -> None:
+        """Relay signals until the command ends, then end as it did."""
+        try:
+            answer = self.sock.recv(64)
+        except OSError:
+            answer = b""
+        kind, _, value = answer.partition(b" ")
+        if kind == b"exit":
+            os._exit(int(value))
+        if kind == b"killed":  # by a signal: end by it too, as the shell expects
+            number = int(value)
+            _signal.signal(number, _signal.SIG_DFL)
+            os.kill(os.getpid(), number)
+            os._exit(128 + number)
+        os.write(2, b"composer: the fork server ended before the command did\n")
+        os._exit(1)
 
 
 def _start_server(paths: tuple[str, str]) -> None:

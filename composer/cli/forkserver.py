@@ -221,6 +221,8 @@ def _command(request: dict[str, object], fds: list[int], client: int, server: in
         from composer.cli.main import run
 
         run()
+    except KeyboardInterrupt:  # Ctrl-C before the CLI took over: as the CLI ends on it
+        os._exit(130)
     except BaseException as exc:  # the fork must end here, whatever happened
         with contextlib.suppress(OSError):
             os.write(2, f"composer: the fork server could not run the command: {exc!r}\n".encode())
