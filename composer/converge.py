@@ -5,9 +5,7 @@ lock, recorded in the state store."""
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -474,7 +472,7 @@ def _remove_container(
     released unless it is being recreated under the same name."""
     from engine.errors import EngineError
 
-    record = next((c for c in store.containers() if c.id == name), None)
+    record = store.container(name)
     with contextlib.suppress(EngineError):
         runtime.stop(name, timeout)
     try:
@@ -624,15 +622,15 @@ def down(
 
     from engine.cgroups import detect
     from engine.container.runtime import Runtime
-    from engine.errors import EngineError
-    from engine.supervisor import publish, supervisor_pid
+    from engine.supervisor import stop_supervisor
 
     report = progress or (lambda _name, _what: None)
     with stack_lock(settings.root, project, waiting), StateStore(settings.root) as store:
         runtime = Runtime(settings.root, detect())
-        if store.ports(project) and supervisor_pid(settings.root, project):
-            with contextlib.suppress(EngineError):
-                publish(settings.root, project, [], module=SUPERVISOR)
+        # The supervisor goes first, its published ports with it: it would only react to
+        # every container's end (a restart decision, its last output, the heal of what goes)
+        # while down takes them away (at 50 containers, a third of the CPU that down took).
+        stop_supervisor(settings.root, project)
         names = {r.id for r in store.containers(project)}
         names |= {c.name for c in observe(runtime, project)}
 
@@ -653,8 +651,4 @@ def down(
             shutil.rmtree(settings.root / "volumes" / volume, ignore_errors=True)
         store.delete_stack(project)
         shutil.rmtree(settings.root / "stacks" / project, ignore_errors=True)
-        pid = supervisor_pid(settings.root, project)
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
     return removed

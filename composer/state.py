@@ -240,6 +240,10 @@ class StateStore:
         rows = self._rows(query + " ORDER BY service, number", (project,) if project else ())
         return [ContainerRecord(*row) for row in rows]
 
+    def container(self, container: str) -> ContainerRecord | None:
+        rows = self._rows("SELECT * FROM containers WHERE id = ?", (container,))
+        return ContainerRecord(*rows[0]) if rows else None
+
     def put_container(self, record: ContainerRecord) -> None:
         with self.transaction() as db:
             db.execute(

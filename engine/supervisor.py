@@ -36,7 +36,14 @@ if TYPE_CHECKING:
     from engine.container.runtime import Container, State
     from engine.network.ports import PortBinding, ProxyThread, PublishedPort
 
-__all__ = ["Supervisor", "Watcher", "ensure_supervisor", "publish", "supervisor_pid"]
+__all__ = [
+    "Supervisor",
+    "Watcher",
+    "ensure_supervisor",
+    "publish",
+    "stop_supervisor",
+    "supervisor_pid",
+]
 
 _MTIME_TICK_NS: Final = 100_000_000  # far above the coarse clock's tick (1-10 ms)
 _PUMP_INTERVAL: Final = 0.25  # a turn at least this often: output moved into logs
@@ -52,6 +59,28 @@ def _run_dir(root: Path) -> Path:
 def supervisor_pid(root: Path, group: str) -> int | None:
     """The pid of the group's running supervisor, if there is one."""
     return running_pid(_run_dir(root) / f"{group}.lock")
+
+
+def stop_supervisor(root: Path, group: str, timeout: float = 2.0) -> None:
+    """End the group's supervisor, if one runs (SIGTERM; SIGKILL after `timeout`), and wait
+    until it is gone: its published ports close with it, and their request is withdrawn."""
+    pid = supervisor_pid(root, group)
+    if pid is not None:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            fd = None
+        if fd is not None:
+            try:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+                if not select.select([fd], [], [], timeout)[0]:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                    select.select([fd], [], [], timeout)
+            finally:
+                os.close(fd)
+    (_run_dir(root) / f"{group}.ports.json").unlink(missing_ok=True)
 
 
 def ensure_supervisor(

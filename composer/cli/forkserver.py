@@ -19,18 +19,22 @@ It holds no state of its own: killed, the commands it runs end with it and nothi
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import importlib
 import io
 import marshal
 import os
 import pkgutil
+import runpy
 import select
 import signal
 import socket
 import struct
 import sys
 import time
+import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +42,7 @@ if __name__ == "__main__":  # run as a program (python -I forkserver.py ROOT): f
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from composer.cli.client import code_listing
-from engine import linux
+from engine import daemon, linux
 from engine.cgroups.membership import join_cgroups_of
 from engine.daemon import claim
 
@@ -126,17 +130,20 @@ class _Server:
             pid, uid, _gid = struct.unpack("3i", connection.getsockopt(
                 socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))  # fmt: skip
             request = marshal.loads(message)
-            if uid != os.geteuid() or len(fds) != 4:
+            if uid != os.geteuid() or len(fds) != (1 if "daemon" in request else 4):
                 raise ValueError("refused")
             if request.get("protocol") != 1 or request.get("code") != self.code:
                 # Made by other code: serve no more, so that the client starts a new server.
                 self._retire()
                 connection.sendall(b"stale")
                 raise ValueError("stale")
+            if "daemon" in request:
+                _start_daemon(connection, request, fds[0], pid)
+                raise ValueError("done")  # nothing to follow: the connection is closed
             server = os.getpid()
             child = os.fork()
             if child == 0:
-                _command(request, fds, pid, server)  # never returns
+                _command(request, fds, pid, server, (str(self.path), self.code))  # never returns
             with contextlib.suppress(OSError):  # as the fork does: whichever comes first
                 os.setpgid(child, child)
             command = _Command(child, os.pidfd_open(child), connection)
@@ -200,9 +207,12 @@ def _report(command: _Command) -> None:
         command.connection.sendall(answer)
 
 
-def _command(request: dict[str, object], fds: list[int], client: int, server: int) -> None:
-    """In the fork: become the client's command, run it, and end with its exit code."""
+def _command(request: dict[str, object], fds: list[int], client: int, server: int,
+             address: tuple[str, str]) -> None:  # fmt: skip
+    """In the fork: become the client's command, run it, and end with its exit code. Its
+    daemons (a stack's supervisor) are forked by the server too."""
     try:
+        daemon.spawn_through(functools.partial(_ask_for_daemon, *address))
         os.setpgid(0, 0)
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # the server killed: so are we
         if os.getppid() != server:
@@ -223,10 +233,84 @@ def _command(request: dict[str, object], fds: list[int], client: int, server: in
         run()
     except KeyboardInterrupt:  # Ctrl-C before the CLI took over: as the CLI ends on it
         os._exit(130)
+    except SystemExit as exc:  # as the interpreter ends on it
+        _exit_as(exc.code)
     except BaseException as exc:  # the fork must end here, whatever happened
         with contextlib.suppress(OSError):
             os.write(2, f"composer: the fork server could not run the command: {exc!r}\n".encode())
     os._exit(3)
+
+
+def _ask_for_daemon(path: str, code: str, argv: Sequence[str], log: int,
+                    environ: dict[str, str]) -> int | None:  # fmt: skip
+    """A daemon `python -m MODULE ARGS...` started by the server (see _start_daemon): its
+    pid, or None for another program, or when the server does not answer."""
+    if len(argv) < 3 or argv[0] != sys.executable or argv[1] != "-m":
+        return None
+    request = {"protocol": 1, "code": code, "daemon": list(argv[2:]), "environ": environ}
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC) as sock:
+        try:
+            sock.connect(path)
+            socket.send_fds(sock, [marshal.dumps(request)], [log])
+            answer = sock.recv(64)
+        except OSError:
+            return None
+    return int(answer[4:]) if answer.startswith(b"pid ") else None
+
+
+def _start_daemon(connection: socket.socket, request: dict[str, object], log: int,
+                  requester: int) -> None:  # fmt: skip
+    """Fork the daemon a command asked for, in a session of its own and not our child (it
+    outlives us); answer with its pid."""
+    child = os.fork()
+    if child == 0:
+        try:
+            os.setsid()
+            daemon_pid = os.fork()
+            if daemon_pid == 0:
+                _daemon(request, log, requester)  # never returns
+            connection.sendall(b"pid %d" % daemon_pid)
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+
+
+def _daemon(request: dict[str, object], log: int, requester: int) -> None:
+    """In the fork: become `python -m MODULE ARGS...` with the requester's environment and
+    cgroups, its output to the log, and end when the module's code ends."""
+    code: object = None
+    try:
+        join_cgroups_of(requester)
+        null = os.open("/dev/null", os.O_RDONLY)
+        for target, number in enumerate((null, log, log)):
+            os.dup2(number, target)
+        os.closerange(3, 1 << 20)
+        os.environ.clear()
+        environ: dict[str, str] = request["environ"]  # type: ignore[assignment]
+        os.environ.update(environ)
+        _streams([("utf-8", "strict"), ("utf-8", "strict"), ("utf-8", "backslashreplace")])
+        program: list[str] = request["daemon"]  # type: ignore[assignment]
+        module, *arguments = program
+        sys.argv = [module, *arguments]
+        sys.modules.pop(module, None)  # run afresh as __main__, as `python -m` does
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        code = exc.code
+    except BaseException:  # as the interpreter reports what ends a program
+        traceback.print_exc()
+        code = 1
+    _exit_as(code)
+
+
+def _exit_as(code: object) -> None:
+    """End as the interpreter ends on SystemExit(code), standard streams flushed."""
+    if code is not None and not isinstance(code, int):  # sys.exit("message")
+        with contextlib.suppress(Exception):
+            print(code, file=sys.stderr)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code if isinstance(code, int) else 0 if code is None else 1)
 
 
 def _streams(encodings: list[tuple[str, str] | None]) -> None:

@@ -222,6 +222,30 @@ def test_a_served_command_is_in_the_programs_cgroups(cli: Cli, stack_root: Root)
         group.rmdir()
 
 
+@pytest.mark.kernel
+def test_a_served_up_has_its_stacks_supervisor_forked_by_the_server(cli: Cli, stack_root: Root) -> None:
+    stack = cli.stacks.load("services:\n  web:\n    image: busybox:test\n    command: [sleep, '300']\n"
+                            "    restart: always\n")  # fmt: skip
+    server = stack_root.started()
+    done = subprocess.run([PROGRAM, "-f", str(stack.files[0]), "up", "-d", "--progress", "quiet"],
+                          env=stack_root.env, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lock = stack_root.path / "run" / f"{stack.project.name}.lock"
+    assert until(lambda: running_pid(lock) is not None)  # `up -d` does not wait for it
+    supervisor = running_pid(lock)
+    assert supervisor is not None
+    # A fork of the server (its program, not a new interpreter's), in a session of its own
+    # and not its child: it outlives the server.
+    assert Path(f"/proc/{supervisor}/cmdline").read_bytes() == Path(f"/proc/{server}/cmdline").read_bytes()
+    assert supervisor not in stack_root.commands()
+    assert os.getsid(supervisor) not in (os.getsid(server), os.getsid(0))
+    # and it supervises: a killed container is restarted
+    name = f"{stack.project.name}-web-1"
+    first = cli.stacks.runtime.get(name).state.pid
+    os.kill(first, signal.SIGKILL)
+    assert until(lambda: cli.stacks.runtime.get(name).state.pid not in (0, first))
+
+
 def test_a_server_leaves_when_other_code_asks_it(root: Root) -> None:
     root.started()
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)

@@ -10,7 +10,7 @@ import pytest
 
 from engine.container.logs import read_log
 from engine.container.runtime import Runtime
-from engine.supervisor import ensure_supervisor
+from engine.supervisor import ensure_supervisor, stop_supervisor, supervisor_pid
 from tests.engine.conftest import Make, events, until
 
 pytestmark = pytest.mark.kernel
@@ -45,6 +45,20 @@ def test_only_one_supervisor_runs_per_group(runtime: Runtime, make: Make, group:
     runtime.start(config.id)
     first = ensure_supervisor(runtime.root, group)
     assert ensure_supervisor(runtime.root, group) == first
+
+
+def test_stopping_a_supervisor_waits_until_it_is_gone_and_leaves_the_containers(runtime: Runtime, make: Make, group: str) -> None:
+    config = make("sleep", "30", group=group)
+    runtime.create(config)
+    runtime.start(config.id)
+    pid = ensure_supervisor(runtime.root, group)
+    (runtime.root / "run" / f"{group}.ports.json").write_text('{"generation": 1, "bindings": []}')
+    stop_supervisor(runtime.root, group)
+    assert supervisor_pid(runtime.root, group) is None
+    assert os.waitpid(pid, os.WNOHANG)[0] == pid  # it had ended already (our child here)
+    assert not (runtime.root / "run" / f"{group}.ports.json").exists()  # its ports withdrawn
+    assert runtime.get(config.id).state.status == "running"
+    stop_supervisor(runtime.root, group)  # none: nothing to do
 
 
 def test_a_container_made_in_the_same_mtime_tick_as_a_listing_is_still_seen(runtime: Runtime, make: Make, group: str) -> None:
