@@ -487,14 +487,25 @@ class Runtime:
                     with contextlib.suppress(ProcessLookupError):
                         pidfd_send_signal(fd, _signal_number(config.stop_signal))
                     if not select.select([fd], [], [], grace)[0]:
-                        self.cgroups.kill(self._cgroup(container_id))
-                        with contextlib.suppress(ProcessLookupError):
-                            pidfd_send_signal(fd, signal.SIGKILL)
-                        select.select([fd], [], [], 10)
+                        self._kill_all(container_id, config, fd)
                 finally:
                     os.close(fd)
                 self._await_exit_record(directory)
         return self.get(container_id)
+
+    def _kill_all(self, container_id: str, config: ContainerConfig, fd: int) -> None:
+        """SIGKILL to every process of the container; return once its first process ended.
+        With a PID namespace of its own, the kernel ends all in it with its first process:
+        the cgroup is frozen and walked only for what is left (a process that joined it from
+        outside the namespace, such as an exec's helper for a moment)."""
+        cgroup = self._cgroup(container_id)
+        if config.pid_host:
+            self.cgroups.kill(cgroup)
+        with contextlib.suppress(ProcessLookupError):
+            pidfd_send_signal(fd, signal.SIGKILL)
+        select.select([fd], [], [], 10)
+        if not config.pid_host and self.cgroups.pids(cgroup):
+            self.cgroups.kill(cgroup)
 
     @staticmethod
     def _stopped_on_purpose(directory: Path) -> None:

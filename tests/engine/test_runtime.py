@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from engine.cgroups.base import CgroupLimits
 from engine.container.config import ContainerConfig
 from engine.container.runtime import ContainerError, Runtime, State
 from engine.container.spec import DEFAULT_CAPABILITIES, Mount
-from tests.engine.conftest import Make
+from tests.engine.conftest import Make, until
 
 pytestmark = pytest.mark.kernel
 
@@ -190,6 +191,26 @@ def test_stop_sends_the_stop_signal_then_kills_after_the_grace_period(runtime: R
     assert 0.4 < time.monotonic() - started < 5
     assert stopped.state.exit_code == 137
     assert "got USR1" in (stopped.directory / "stdout").read_text()
+
+
+def test_stop_ends_every_process_of_the_container_in_its_namespace_or_only_its_cgroup(runtime: Runtime, make: Make) -> None:
+    config = make("sh", "-c", "sleep 301 & exec sleep 302")
+    runtime.create(config)
+    runtime.start(config.id)
+    cgroup = runtime.cgroup_of(config.id)
+    assert until(lambda: len(runtime.cgroups.pids(cgroup)) == 2)
+    # A process that joined its cgroup from outside its PID namespace (an exec's helper does
+    # for a moment) ends too.
+    outsider = subprocess.Popen(["sleep", "303"])
+    try:
+        runtime.cgroups.add(cgroup, outsider.pid)
+        stopped = runtime.stop(config.id, timeout=0)
+        assert stopped.state.exit_code == 137
+        assert outsider.wait(timeout=5) == -signal.SIGKILL
+        assert runtime.cgroups.pids(cgroup) == []
+    finally:
+        outsider.kill()
+        outsider.wait()
 
 
 def test_a_stopped_container_starts_again_with_its_writable_layer(runtime: Runtime, make: Make) -> None:
