@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["Spawner", "claim", "running_pid", "spawn_through", "start_daemon"]
+__all__ = ["Spawner", "claim", "daemon_pid", "running_pid", "spawn_through", "start_daemon"]
 
 # (argv, the log's fd, environment) -> the pid of the daemon it started, or None: it cannot.
 Spawner = Callable[[Sequence[str], int, dict[str, str]], "int | None"]
@@ -43,6 +43,13 @@ def running_pid(lock: Path) -> int | None:
         return None
     finally:
         os.close(fd)
+
+
+def daemon_pid(lock: Path) -> int | None:
+    """The pid of the daemon of `lock`: the one holding it, else one started for it that is
+    still loading (see start_daemon), else None."""
+    running = running_pid(lock)
+    return running if running is not None else _starting(lock)
 
 
 def claim(lock: Path) -> int | None:

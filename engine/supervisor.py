@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from engine.clock import utc_now
-from engine.daemon import claim, running_pid, start_daemon
+from engine.daemon import claim, daemon_pid, running_pid, start_daemon
 from engine.errors import EngineError
 from engine.files import write_atomic
 
@@ -62,9 +62,10 @@ def supervisor_pid(root: Path, group: str) -> int | None:
 
 
 def stop_supervisor(root: Path, group: str, timeout: float = 2.0) -> None:
-    """End the group's supervisor, if one runs (SIGTERM; SIGKILL after `timeout`), and wait
-    until it is gone: its published ports close with it, and their request is withdrawn."""
-    pid = supervisor_pid(root, group)
+    """End the group's supervisor, if one runs or is starting (SIGTERM; SIGKILL after
+    `timeout`), and wait until it is gone: its published ports close with it, and their
+    request is withdrawn."""
+    pid = daemon_pid(_run_dir(root) / f"{group}.lock")
     if pid is not None:
         try:
             fd = os.pidfd_open(pid)

@@ -61,12 +61,20 @@ def test_stopping_a_supervisor_waits_until_it_is_gone_and_leaves_the_containers(
     stop_supervisor(runtime.root, group)  # none: nothing to do
 
 
+def test_a_supervisor_still_starting_is_stopped_too(runtime: Runtime, make: Make, group: str) -> None:
+    pid = ensure_supervisor(runtime.root, group, wait=False)  # as `up -d` starts it
+    stop_supervisor(runtime.root, group)
+    assert os.waitpid(pid, os.WNOHANG)[0] == pid  # ended before it held its lock
+    assert supervisor_pid(runtime.root, group) is None
+
+
 def test_a_container_made_in_the_same_mtime_tick_as_a_listing_is_still_seen(runtime: Runtime, make: Make, group: str) -> None:
     """Directory mtimes come from a coarse clock: a container made in the same tick as the
     supervisor's last look leaves the containers' directory mtime as it was. It was never
     watched (nor probed, nor restarted); a recent mtime is not trusted now."""
     from engine.supervisor import Supervisor
 
+    os.utime(runtime.containers)  # a change just now (not one of the fixture's, maybe older)
     supervisor = Supervisor(runtime.root, group)
     seen = os.stat(runtime.containers)
     assert supervisor._members(set()) == []
