@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import hashlib
 import marshal
 import os
@@ -165,6 +166,11 @@ def serve(root: Path) -> None:
     import engine.seccomp  # noqa: F401
 
     shim = str(Path(__file__).with_name("composer-shim"))
+    # A fork writes to each page it touches, which the kernel then copies for it: the
+    # collector, walking every object, would touch them all. The loaded modules are frozen
+    # out of its reach, and the forks, which live for a few milliseconds, do without it.
+    gc.collect()
+    gc.freeze()
     last = time.monotonic()
     while time.monotonic() - last < _IDLE:
         ready, _, _ = select.select([listener], [], [], 1.0)
@@ -189,6 +195,7 @@ def serve(root: Path) -> None:
             continue
         pid = os.fork()
         if pid == 0:
+            gc.disable()
             try:
                 listener.close()
                 conn.sendall(b"ok")
