@@ -14,6 +14,10 @@ killing the program would have ended the command. The server forks only for the 
 loaded: a request made by other code (composer upgraded, a module edited) is answered
 "stale" and the server leaves once its commands end. It leaves too after ten idle minutes.
 It holds no state of its own: killed, the commands it runs end with it and nothing is lost.
+
+A command's daemons (a stack's supervisor, `python -m composer.reconciler ROOT PROJECT`) are
+forked by the server too (engine.daemon.spawn_through): in a session of their own and not its
+children, with the command's environment and cgroups, their output to their log.
 """
 
 from __future__ import annotations

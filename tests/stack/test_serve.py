@@ -139,6 +139,16 @@ def running(stacks: Stacks, name: str) -> bool:
         return False
 
 
+def recreated(stacks: Stacks, name: str, old_pid: int) -> bool:
+    """Whether `name` runs, with another process than `old_pid`: one look (two could see the
+    old container running, then the new one made but not started yet)."""
+    try:
+        state = stacks.runtime.get(name).state
+    except Exception:
+        return False
+    return state.status == "running" and state.pid not in (0, old_pid)
+
+
 def served_dir(stacks: Stacks) -> Path:
     directory = stacks.directory / "served"
     directory.mkdir(parents=True, exist_ok=True)
@@ -168,7 +178,7 @@ def test_a_served_file_comes_up_and_an_edit_recreates_only_the_changed_service(s
     serving, p, path = up_from_serve(stacks, serve)
     web, client = pid_of(stacks, f"{p}-web-1"), pid_of(stacks, f"{p}-client-1")
     stack_file(path, p, WEB + "    environment: {COLOUR: blue}\n" + CLIENT)
-    eventually(lambda: running(stacks, f"{p}-web-1") and pid_of(stacks, f"{p}-web-1") != web, 60, "web recreated")
+    eventually(lambda: recreated(stacks, f"{p}-web-1", web), 60, "web recreated")
     assert pid_of(stacks, f"{p}-client-1") == client
     assert stacks.run(f"{p}-web-1", "echo $COLOUR") == (0, "blue\n")
     eventually(lambda: serving.stack(p)["last_apply"]["actions"].get(f"{p}-web-1") == "recreate", what="reported")
@@ -227,7 +237,7 @@ def test_without_a_directory_it_applies_changes_to_the_stacks_up_on_this_host(st
     assert pid_of(stacks, f"{p}-web-1") == web  # unchanged since `up`: nothing applied
     eventually(lambda: serving.stack(p)["up"], what="the stack is served")
     stacks.load("services:" + WEB + "    environment: {COLOUR: red}\n" + CLIENT, project=p)
-    eventually(lambda: running(stacks, f"{p}-web-1") and pid_of(stacks, f"{p}-web-1") != web, 60, "web recreated")
+    eventually(lambda: recreated(stacks, f"{p}-web-1", web), 60, "web recreated")
     assert pid_of(stacks, f"{p}-client-1") == client
     assert stacks.run(f"{p}-web-1", "echo $COLOUR") == (0, "red\n")
 
