@@ -57,8 +57,9 @@ def code_listing() -> str:
                 if file.endswith(".py") or file == "composer-shim":
                     info = os.stat(os.path.join(directory, file))
                     lines.append(f"{directory}/{file} {info.st_size} {info.st_mtime_ns}")
-    for entry in sys.path:
-        if entry.endswith("-packages") and os.path.isdir(entry):
+    site = sys.modules.get("site")  # loaded at start; the server's (-I) has no user site
+    for entry in site.getsitepackages() if site is not None else ():
+        if os.path.isdir(entry):
             lines.append(f"{entry} {os.stat(entry).st_mtime_ns}")
     return "\n".join(lines)
 

@@ -137,8 +137,10 @@ class _Server:
             if uid != os.geteuid() or len(fds) != (1 if "daemon" in request else 4):
                 raise ValueError("refused")
             if request.get("protocol") != 1 or request.get("code") != self.code:
-                # Made by other code: serve no more, so that the client starts a new server.
-                self._retire()
+                # Made by other code: serve no more, so that the client starts a new server;
+                # unless a command of an older server asks (for a daemon), which starts it so.
+                if "daemon" not in request:
+                    self._retire()
                 connection.sendall(b"stale")
                 raise ValueError("stale")
             if "daemon" in request:

@@ -262,6 +262,18 @@ def test_a_server_leaves_when_other_code_asks_it(root: Root) -> None:
     assert until(lambda: root.server() is not None)
 
 
+def test_a_server_asked_for_a_daemon_by_other_code_stays(root: Root) -> None:
+    server = root.started()
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    connection.connect(str(root.path / "run" / "cli.sock"))
+    request = {"protocol": 1, "code": "an older server's", "daemon": ["-m", "x"], "environ": {}}
+    socket.send_fds(connection, [marshal.dumps(request)], [2])
+    assert connection.recv(64) == b"stale"  # the asker starts its daemon itself
+    connection.close()
+    time.sleep(0.2)
+    assert root.server() == server
+
+
 def test_cgroup_paths_follow_what_is_mounted_where() -> None:
     mounts = [(frozenset({"rw", "cpu", "cpuacct"}), "/sys/fs/cgroup/cpu,cpuacct", "/"),
               (frozenset({"rw", "name=systemd"}), "/sys/fs/cgroup/systemd", "/user.slice"),
