@@ -63,6 +63,9 @@ def claim(lock: Path) -> int | None:
         return None
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
+    # Started, no longer starting: once it lets the lock go (a fork server retiring while
+    # its commands end), it must not pass for a daemon still loading (see _starting).
+    lock.with_name(lock.name + ".starting").unlink(missing_ok=True)
     return fd
 
 

@@ -67,7 +67,7 @@ def code_listing() -> str:
 def run() -> None:
     """The `composer` program."""
     paths = None if os.environ.get(DISABLE) == "0" else server_paths(os.environ)
-    if paths is not None:
+    if paths is not None and not _in_background():
         relay = _connect(paths[0])
         if relay is not None:
             relay.until_done()  # ends the process as the command ended
@@ -77,6 +77,19 @@ def run() -> None:
     run_here()
 
 
+def _in_background() -> bool:
+    """Whether a standard stream is a terminal this process is in the background of: its
+    command runs here, where the terminal stops what reads it (a served command is in no
+    session of the terminal's)."""
+    for fd in (0, 1, 2):
+        try:
+            if os.isatty(fd) and os.tcgetpgrp(fd) != os.getpgrp():
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def _connect(path: str) -> _Relay | None:
     """The relay to the server whose command now runs, or None when none took it."""
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
@@ -84,6 +97,9 @@ def _connect(path: str) -> _Relay | None:
     relay = None
     try:
         sock.connect(path)
+        credentials = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
+        if int.from_bytes(credentials[4:8], sys.byteorder) != os.geteuid():
+            raise OSError("the server is another user's")  # not to be handed our terminal
         here = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         streams = (sys.stdin, sys.stdout, sys.stderr)
         request = {
@@ -103,7 +119,8 @@ def _connect(path: str) -> _Relay | None:
     finally:
         if here >= 0:
             os.close(here)
-    if not answer.startswith(b"pid "):  # b"stale": it loaded other code, and leaves
+    if not answer.startswith(b"pid "):  # "stale": it loaded other code (and leaves); "foreign":
+        # this process has other namespaces or privileges than it
         if relay is not None:
             relay.undo()
         sock.close()

@@ -102,6 +102,7 @@ class _Server:
         self.poller = select.poll()
         self.poller.register(self.listener, select.POLLIN)
         self.commands: dict[int, _Command] = {}  # by the fd of its connection, of its pidfd
+        self.context = _context(os.getpid())
 
     def serve(self) -> None:
         # What the forks inherit, never to be collected or copied: the loaded modules.
@@ -146,23 +147,44 @@ class _Server:
             if "daemon" in request:
                 _start_daemon(connection, request, fds[0], pid)
                 raise ValueError("done")  # nothing to follow: the connection is closed
-            server = os.getpid()
-            child = os.fork()
-            if child == 0:
-                _command(request, fds, pid, server, (str(self.path), self.code))  # never returns
-            with contextlib.suppress(OSError):  # as the fork does: whichever comes first
-                os.setpgid(child, child)
-            command = _Command(child, os.pidfd_open(child), connection)
-            self.commands[connection.fileno()] = self.commands[command.pidfd] = command
-            self.poller.register(connection, select.POLLIN)
-            self.poller.register(command.pidfd, select.POLLIN)
-            connection.settimeout(None)
-            connection.sendall(b"pid %d" % child)
+            if _context(pid) != self.context:  # other namespaces, root or privileges
+                connection.sendall(b"foreign")
+                raise ValueError("foreign")
+            self._start(connection, request, fds, pid)
         except (OSError, ValueError, EOFError, TypeError):
             connection.close()
         finally:
             for number in fds:
                 os.close(number)
+
+    def _start(self, connection: socket.socket, request: dict[str, object], fds: list[int],
+               client: int) -> None:  # fmt: skip
+        """Fork the command; it runs once the client knows of it (were anything to fail
+        before, the client would run it itself: never twice)."""
+        go_r, go_w = os.pipe2(os.O_CLOEXEC)
+        server = os.getpid()
+        child = os.fork()
+        if child == 0:
+            os.close(go_w)
+            if os.read(go_r, 1) != b"g":
+                os._exit(1)  # the server gave up on it
+            _command(request, fds, client, server, (str(self.path), self.code))  # never returns
+        os.close(go_r)
+        try:
+            with contextlib.suppress(OSError):  # as the fork does: whichever comes first
+                os.setpgid(child, child)
+            command = _Command(child, os.pidfd_open(child), connection)
+            connection.settimeout(None)
+            connection.sendall(b"pid %d" % child)
+            os.write(go_w, b"g")
+        except BaseException:
+            os.close(go_w)  # it leaves without running anything
+            os.waitpid(child, 0)
+            raise
+        os.close(go_w)
+        self.commands[connection.fileno()] = self.commands[command.pidfd] = command
+        self.poller.register(connection, select.POLLIN)
+        self.poller.register(command.pidfd, select.POLLIN)
 
     def _forget(self, command: _Command) -> None:
         for fd in (command.pidfd, command.connection.fileno()):
@@ -180,6 +202,21 @@ class _Server:
         self.listener.close()
         os.close(self.lock)
         self.lock = None
+
+
+def _context(pid: int) -> tuple[str, ...]:
+    """What a command inherits from the process it runs in, besides what a request carries:
+    its namespaces, root directory and privileges. A client whose differ (`ip netns exec`, a
+    unit with fewer capabilities, a container) runs its command itself."""
+    found = []
+    for name in ("cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"):
+        with contextlib.suppress(OSError):
+            found.append(os.readlink(f"/proc/{pid}/ns/{name}"))
+    found.append(os.readlink(f"/proc/{pid}/root"))
+    with open(f"/proc/{pid}/status") as status:
+        found += [line for line in status
+                  if line.startswith(("CapEff", "CapBnd", "NoNewPrivs", "Seccomp:"))]  # fmt: skip
+    return tuple(found)
 
 
 def _relay(command: _Command) -> bool:
@@ -232,6 +269,7 @@ def _command(request: dict[str, object], fds: list[int], client: int, server: in
         os.environ.clear()
         environ: dict[str, str] = request["environ"]  # type: ignore[assignment]
         os.environ.update(environ)
+        time.tzset()  # TZ
         sys.argv = ["composer", *request["argv"]]  # type: ignore[misc]
         _streams(request["streams"])  # type: ignore[arg-type]
         from composer.cli.main import run
@@ -253,7 +291,10 @@ def _ask_for_daemon(path: str, code: str, argv: Sequence[str], log: int,
     pid, or None for another program, or when the server does not answer."""
     if len(argv) < 3 or argv[0] != sys.executable or argv[1] != "-m":
         return None
-    request = {"protocol": 1, "code": code, "daemon": list(argv[2:]), "environ": environ}
+    mask = os.umask(0o022)
+    os.umask(mask)
+    request = {"protocol": 1, "code": code, "daemon": list(argv[2:]), "environ": environ,
+               "umask": mask}  # fmt: skip
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC) as sock:
         try:
             sock.connect(path)
@@ -291,9 +332,11 @@ def _daemon(request: dict[str, object], log: int, requester: int) -> None:
         for target, number in enumerate((null, log, log)):
             os.dup2(number, target)
         os.closerange(3, 1 << 20)
+        os.umask(int(request.get("umask", 0o022)))  # type: ignore[call-overload]
         os.environ.clear()
         environ: dict[str, str] = request["environ"]  # type: ignore[assignment]
         os.environ.update(environ)
+        time.tzset()
         _streams([("utf-8", "strict"), ("utf-8", "strict"), ("utf-8", "backslashreplace")])
         program: list[str] = request["daemon"]  # type: ignore[assignment]
         module, *arguments = program
@@ -327,8 +370,10 @@ def _streams(encodings: list[tuple[str, str] | None]) -> None:
         if encodings[number] is not None:
             encoding, errors = encodings[number]  # type: ignore[misc]
             binary = io.open(number, "rb" if number == 0 else "wb", closefd=False)  # noqa: UP020
-            stream = io.TextIOWrapper(binary, encoding, errors, line_buffering=number == 2
-                                      or (number == 1 and os.isatty(1)))  # fmt: skip
+            by_line = number == 2 or (number == 1 and os.isatty(1))
+            unbuffered = bool(os.environ.get("PYTHONUNBUFFERED"))
+            stream = io.TextIOWrapper(binary, encoding, errors, newline="\n",
+                                      line_buffering=by_line, write_through=unbuffered)  # fmt: skip
         setattr(sys, name, stream)
         setattr(sys, f"__{name}__", stream)
 

@@ -187,6 +187,21 @@ def test_killing_the_program_kills_its_command(cli: Cli, stack_root: Root) -> No
 
 
 @pytest.mark.kernel
+def test_a_program_in_other_namespaces_runs_its_command_itself(cli: Cli, stack_root: Root) -> None:
+    stack = cli.up("services:\n  web:\n    image: busybox:test\n    command: [sleep, '300']\n")
+    stack_root.started()
+    # `ip netns exec`, a container, a unit with fewer privileges: not the server's
+    follow = subprocess.Popen(["unshare", "--net", PROGRAM, "-f", str(stack.files[0]), "logs", "-f"],
+                              env=stack_root.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        time.sleep(1.5)
+        assert follow.poll() is None and stack_root.commands() == []
+    finally:
+        follow.kill()
+        follow.communicate()
+
+
+@pytest.mark.kernel
 def test_a_command_ends_with_its_server(cli: Cli, stack_root: Root) -> None:
     follow, command = following(cli, stack_root)
     server = stack_root.server()
