@@ -23,7 +23,7 @@ import marshal
 import os
 import sys
 
-__all__ = ["DISABLE", "code_listing", "run", "server_paths"]
+__all__ = ["DISABLE", "code_listing", "current_umask", "run", "server_paths"]
 
 DISABLE = "COMPOSER_FORKSERVER"  # "0": every command in its own interpreter
 _PROTOCOL = 1
@@ -107,7 +107,7 @@ def _connect(path: str) -> _Relay | None:
             "code": code_listing(),
             "argv": sys.argv[1:],
             "environ": dict(os.environ),
-            "umask": _umask(),
+            "umask": current_umask(),
             "streams": [(s.encoding, s.errors) if s is not None else None for s in streams],
         }
         fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2, here))
@@ -128,7 +128,8 @@ def _connect(path: str) -> _Relay | None:
     return relay
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """This process's umask (read by setting it and back)."""
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

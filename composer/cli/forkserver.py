@@ -45,7 +45,7 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a program (python -I forkserver.py ROOT): find composer
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from composer.cli.client import code_listing
+from composer.cli.client import code_listing, current_umask
 from engine import daemon, linux
 from engine.cgroups.membership import join_cgroups_of
 from engine.daemon import claim
@@ -291,10 +291,8 @@ def _ask_for_daemon(path: str, code: str, argv: Sequence[str], log: int,
     pid, or None for another program, or when the server does not answer."""
     if len(argv) < 3 or argv[0] != sys.executable or argv[1] != "-m":
         return None
-    mask = os.umask(0o022)
-    os.umask(mask)
     request = {"protocol": 1, "code": code, "daemon": list(argv[2:]), "environ": environ,
-               "umask": mask}  # fmt: skip
+               "umask": current_umask()}  # fmt: skip
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC) as sock:
         try:
             sock.connect(path)
