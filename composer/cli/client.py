@@ -44,19 +44,14 @@ def server_paths(environ: dict[str, str] | os._Environ[str]) -> tuple[str, str] 
 
 
 def code_listing() -> str:
-    """What a server must have loaded to serve this process: the path, size and modification
-    time of each module of composer and engine, and the times of the directories packages
-    are installed in (an upgrade of pydantic changes them). ~1 ms."""
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    top = os.path.dirname(package)
-    lines = []
-    for name in ("composer", "engine"):
-        for directory, subdirectories, files in os.walk(os.path.join(top, name)):
-            subdirectories[:] = sorted(d for d in subdirectories if d != "__pycache__")
-            for file in sorted(files):
-                if file.endswith(".py") or file == "composer-shim":
-                    info = os.stat(os.path.join(directory, file))
-                    lines.append(f"{directory}/{file} {info.st_size} {info.st_mtime_ns}")
+    """What a server must have loaded to serve this process: the source listing of composer
+    and engine, and the times of the directories packages are installed in (an upgrade of
+    pydantic changes them). ~1 ms."""
+    from engine.sources import source_listing  # os only
+
+    top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    lines = [*source_listing(os.path.join(top, "composer")),
+             *source_listing(os.path.join(top, "engine"))]  # fmt: skip
     site = sys.modules.get("site")  # loaded at start; the server's (-I) has no user site
     for entry in site.getsitepackages() if site is not None else ():
         if os.path.isdir(entry):

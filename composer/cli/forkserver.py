@@ -260,18 +260,9 @@ def _command(request: dict[str, object], fds: list[int], client: int, server: in
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # the server killed: so are we
         if os.getppid() != server:
             os._exit(3)
-        join_cgroups_of(client)
-        for target, number in enumerate(fds[:3]):
-            os.dup2(number, target)
         os.fchdir(fds[3])
-        os.closerange(3, 1 << 20)  # the server's socket, lock and other commands' descriptors
-        os.umask(int(request["umask"]))  # type: ignore[call-overload]
-        os.environ.clear()
-        environ: dict[str, str] = request["environ"]  # type: ignore[assignment]
-        os.environ.update(environ)
-        time.tzset()  # TZ
+        _become(client, request, (fds[0], fds[1], fds[2]), request["streams"])  # type: ignore[arg-type]
         sys.argv = ["composer", *request["argv"]]  # type: ignore[misc]
-        _streams(request["streams"])  # type: ignore[arg-type]
         from composer.cli.main import run
 
         run()
@@ -325,17 +316,10 @@ def _daemon(request: dict[str, object], log: int, requester: int) -> None:
     cgroups, its output to the log, and end when the module's code ends."""
     code: object = None
     try:
-        join_cgroups_of(requester)
         null = os.open("/dev/null", os.O_RDONLY)
-        for target, number in enumerate((null, log, log)):
-            os.dup2(number, target)
-        os.closerange(3, 1 << 20)
-        os.umask(int(request.get("umask", 0o022)))  # type: ignore[call-overload]
-        os.environ.clear()
-        environ: dict[str, str] = request["environ"]  # type: ignore[assignment]
-        os.environ.update(environ)
-        time.tzset()
-        _streams([("utf-8", "strict"), ("utf-8", "strict"), ("utf-8", "backslashreplace")])
+        utf8: list[tuple[str, str] | None] = [("utf-8", "strict"), ("utf-8", "strict"),
+                                              ("utf-8", "backslashreplace")]  # fmt: skip
+        _become(requester, request, (null, log, log), utf8)
         program: list[str] = request["daemon"]  # type: ignore[assignment]
         module, *arguments = program
         sys.argv = [module, *arguments]
@@ -347,6 +331,23 @@ def _daemon(request: dict[str, object], log: int, requester: int) -> None:
         traceback.print_exc()
         code = 1
     _exit_as(code)
+
+
+def _become(requester: int, request: dict[str, object], stdio: tuple[int, int, int],
+            encodings: list[tuple[str, str] | None]) -> None:  # fmt: skip
+    """In a fork: take on what the requester has and the server has not: its cgroups, these
+    standard streams (every other descriptor of the server's closed), the request's umask
+    and environment (TZ too), and sys.stdin/out/err with these encodings."""
+    join_cgroups_of(requester)
+    for target, number in enumerate(stdio):
+        os.dup2(number, target)
+    os.closerange(3, 1 << 20)  # the server's socket, lock and other commands' descriptors
+    os.umask(int(request["umask"]))  # type: ignore[call-overload]
+    os.environ.clear()
+    environ: dict[str, str] = request["environ"]  # type: ignore[assignment]
+    os.environ.update(environ)
+    time.tzset()
+    _streams(encodings)
 
 
 def _exit_as(code: object) -> None:

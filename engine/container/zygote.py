@@ -35,6 +35,7 @@ if __name__ == "__main__":  # run as a program (python -S -I zygote.py ROOT): fi
 from engine import linux
 from engine.container import init
 from engine.daemon import claim, running_pid, start_daemon
+from engine.sources import source_listing
 
 __all__ = [
     "ZYGOTE_SOCKET",
@@ -63,18 +64,10 @@ def zygote_pid(root: Path) -> int | None:
 
 @functools.cache
 def code_stamp() -> str:
-    """The engine's code as it is on disk now: a hash of the path, size and modification time
-    of each of its files (~0.3 ms; once per process)."""
-    engine = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
-    for directory, subdirectories, names in os.walk(engine):
-        subdirectories[:] = sorted(d for d in subdirectories if d != "__pycache__")
-        for name in sorted(names):
-            if name.endswith(".py") or name == "composer-shim":
-                path = os.path.join(directory, name)
-                info = os.stat(path)
-                digest.update(f"{path} {info.st_size} {info.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
+    """The engine's code as it is on disk now: a hash of its source listing (once per
+    process)."""
+    listing = source_listing(str(Path(__file__).resolve().parents[1]))
+    return hashlib.sha256("\n".join(listing).encode()).hexdigest()[:16]
 
 
 def ensure_zygote(root: Path) -> int:
