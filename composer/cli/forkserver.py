@@ -69,7 +69,10 @@ class _Command:
 
 
 def preload() -> None:
-    """Import every module of composer and engine (what any command could need; ~40 MB)."""
+    """Import every module of composer and engine (what any command could need; ~40 MB),
+    and the event loop anyio runs on, which it imports only when a loop starts."""
+    import anyio._backends._asyncio  # noqa: F401
+
     import composer
     import engine
 

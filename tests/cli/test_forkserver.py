@@ -299,3 +299,25 @@ def test_cgroup_paths_follow_what_is_mounted_where() -> None:
     assert _directory(mounts, "name=systemd", "/system.slice") is None  # not visible here
     assert _directory(mounts, "", "/x") == "/sys/fs/cgroup/unified/x"
     assert _directory(mounts, "memory", "/x") is None
+
+
+def test_the_server_loads_every_module_a_command_could_need_before_it_forks() -> None:
+    script = (
+        "import sys; from composer.cli.forkserver import preload; preload();"
+        "print('\\n'.join(sys.modules))"
+    )
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True,
+            cwd=Path(__file__).parents[2],
+        ).stdout.split()
+    )  # fmt: skip
+    repo = Path(__file__).parents[2]
+    expected = {
+        ".".join(path.relative_to(repo).with_suffix("").parts).removesuffix(".__init__")
+        for package in ("composer", "engine")
+        for path in (repo / package).rglob("*.py")
+        if path.name not in ("__main__.py", "forkserver.py")
+    }
+    assert expected - loaded == set()
+    assert "anyio._backends._asyncio" in loaded  # imported by anyio when a loop first runs

@@ -1,0 +1,2 @@
+"""The container runtime: namespaces, mounts, cgroups and capabilities of a container, its
+init, shim, logs, health and restarts."""

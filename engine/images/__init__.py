@@ -1,0 +1,1 @@
+"""Images and layers: the store, OCI and Docker archives, registry pulls, safe unpacking."""
