@@ -6,8 +6,8 @@ cd "$(dirname "$0")"
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
-# python3-venv: the virtual environment; gcc, libc6-dev: the container shim (a small static C
-# program, see engine/container/shim.c); libseccomp2: seccomp filters; tini: `init: true`; busybox-static, skopeo, umoci: test images;
+# python3-venv: the virtual environment; gcc, libc6-dev: the container shim and init (a small
+# static C program: engine/container/shim.c, init.c); libseccomp2: seccomp filters; tini: `init: true`; busybox-static, skopeo, umoci: test images;
 # docker-registry: a real registry on 127.0.0.1 for pull tests; iproute2: test assertions;
 # libnftables1: outbound NAT (engine/network/nat.py).
 apt-get install -y -q --no-install-recommends \
@@ -18,7 +18,8 @@ python3 -c 'import sys; assert sys.version_info >= (3, 11), "composer needs Pyth
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat
 .venv/bin/python -m compileall -q composer engine  # an editable install is not byte-compiled
-gcc -O2 -static -Wall -o engine/container/composer-shim engine/container/shim.c
+gcc -O2 -static -Wall -o engine/container/composer-shim \
+    engine/container/shim.c engine/container/init.c engine/container/spec.c engine/container/plumb.c
 
 # `composer` on the PATH, unless something else already owns that name.
 target=/usr/local/bin/composer

@@ -1,10 +1,9 @@
 """Container start latency and supervision memory, against runc in the same run.
 
-Start: create + start of a container running `true` (through the init program, and through
-the zygote, a preloaded init forked per container), until its process has been executed
-(our launch returns once the service's binary replaced the init) and has ended, median over
-N runs; runc: `runc run` of the same root filesystem (a copy of the image's merged tree) with
-an equivalent config.json, also until `true` ended.
+Start: create + start of a container running `true` (its shim makes it: init.c), until its
+process has been executed (our launch returns once the service's binary replaced the init)
+and has ended, median over N runs; runc: `runc run` of the same root filesystem (a copy of
+the image's merged tree) with an equivalent config.json, also until `true` ended.
 Memory: 50 containers running `sleep`; the RSS of their shims plus the group's supervisor,
 divided by 50 (containerd-shim ~13 MB and conmon ~2 MB per container, measured by the issue).
 
@@ -30,7 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine.cgroups import detect
 from engine.container.config import ContainerConfig
 from engine.container.runtime import Runtime
-from engine.container.zygote import ensure_zygote
 from engine.images.archive import ConfigChanges, import_rootfs
 from engine.images.reference import parse_reference
 from engine.images.store import ImageStore
@@ -119,11 +117,6 @@ def main() -> None:
             start_only.append(time.perf_counter() - started)
             runtime.wait(made.id, 10)
             runtime.remove(made.id)
-        zygote = ensure_zygote(root)
-        runtime.use_zygote = True
-        forked = create_start_wait(args.runs)
-        runtime.use_zygote = False
-        os.kill(zygote, 9)
         theirs = bench_runc(rootfs, args.runs) if shutil.which("runc") else []
 
         running = [config("sleep", "600", group=group) for _ in range(args.containers)]
@@ -144,7 +137,6 @@ def main() -> None:
             "runs": args.runs,
             "create_start_wait_true_ms_median": round(statistics.median(ours) * 1000, 1),
             "start_only_ms_median": round(statistics.median(start_only) * 1000, 1),
-            "zygote_create_start_wait_true_ms_median": round(statistics.median(forked) * 1000, 1),
             "runc_run_true_ms_median": round(statistics.median(theirs) * 1000, 1)
             if theirs
             else None,
@@ -156,7 +148,6 @@ def main() -> None:
         if theirs:
             runc = statistics.median(theirs)
             result["ratio_ours_to_runc"] = round(statistics.median(ours) / runc, 2)
-            result["ratio_zygote_to_runc"] = round(statistics.median(forked) / runc, 2)
         print(json.dumps(result, indent=2))
         out = Path(__file__).with_name("results")
         out.mkdir(exist_ok=True)

@@ -27,16 +27,17 @@ Measures (each a function; `--only NAME` runs some of them):
 - `idle_cpu`: 200 containers (199 replicas of busybox `sleep 3600` and one httpd that
   publishes a loopback port, so that the supervisor serves a port as most stacks' do); after
   3 s of rest, the CPU time (every thread's schedstat) of the stack's supervisor over
-  10 s, as % of one core; also the zygote's and all shims'.
+  10 s, as % of one core; also all shims'.
 - `memory`: the 50-service stack (its `base` publishing a loopback port, as above): PSS and
-  RSS of our own processes — the supervisor, the zygote, the fork server and each
+  RSS of our own processes — the supervisor, the fork server and each
   container's shim (the parent of its PID 1) — divided by 50. Peers: the parents of their
   containers' PID 1 (containerd-shim, conmon), and docker's daemons, separately.
 
 Peers run only when installed: docker-compose with a dockerd answering, podman-compose with
 podman (`/work/shared/tools/setup-peers.sh` installs both and their busybox images). Every
 run uses a temporary COMPOSER_ROOT with the busybox image of `examples/busybox-image.sh`,
-and removes everything it made (`down`, then the supervisors and zygote of that root by pid).
+and removes everything it made (`down`, then the supervisors and fork server of that root by
+pid).
 
 Run as root:  .venv/bin/python bench/stack_bench.py [--quick] [--only NAME]... [--no-peers]
 Writes bench/results/stack_bench.json.
@@ -296,8 +297,8 @@ class Bench:
 
     def cleanup(self) -> None:
         self.down_all()
-        # The supervisors and the zygote our commands started in this root, by the pid in
-        # their lock files; nothing else.
+        # The supervisors and the fork server our commands started in this root, by the pid
+        # in their lock files; nothing else.
         for lock in (self.root / "run").glob("*.lock"):
             pid = running_pid(lock)
             if pid is not None:
@@ -472,11 +473,9 @@ def measure_bridge_heal(bench: Bench, count: int = 10) -> dict[str, Any]:
 def _our_processes(bench: Bench, stack: Stack) -> dict[str, list[int]]:
     run = bench.root / "run"
     supervisor = running_pid(run / f"{stack.project}.lock")
-    zygote = running_pid(run / "zygote.lock")
     server = running_pid(run / "cli.lock")
     return {
         "supervisor": [supervisor] if supervisor else [],
-        "zygote": [zygote] if zygote else [],
         "fork server": [server] if server else [],
         "shims": sorted({parent(pid) for pid in bench.pids(stack).values()}),
     }

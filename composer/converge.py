@@ -44,7 +44,7 @@ def _files(settings: Settings, project: str, container: str) -> ContainerFiles:
 
 
 def _runtime(settings: Settings) -> Runtime:
-    return open_runtime(settings, zygote=True)
+    return open_runtime(settings)
 
 
 def observe(runtime: Runtime, project: str) -> list[Observed]:

@@ -136,18 +136,12 @@ class StackView:
         return StackView(self.project, self.stack, tuple(order), tuple(found), self._images)
 
 
-def open_runtime(settings: Settings, zygote: bool = False) -> Runtime:
-    """The runtime of the state root; `zygote`: containers start through its zygote."""
+def open_runtime(settings: Settings) -> Runtime:
+    """The runtime of the state root."""
     from engine.cgroups import detect
     from engine.container.runtime import Runtime
 
-    runtime = Runtime(settings.root, detect())
-    if zygote:
-        from engine.container.zygote import ensure_zygote
-
-        ensure_zygote(settings.root)
-        runtime.use_zygote = True
-    return runtime
+    return Runtime(settings.root, detect())
 
 
 def container_files(settings: Settings, project: str, name: str) -> ContainerFiles:

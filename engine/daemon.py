@@ -1,6 +1,6 @@
-"""Long-running helper processes of a state root (a stack's supervisor, the zygote): at most
-one per lock file, found by the pid written in it, started in a session of their own so they
-outlive whoever started them."""
+"""Long-running helper processes of a state root (a stack's supervisor, composer's fork
+server): at most one per lock file, found by the pid written in it, started in a session of
+their own so they outlive whoever started them."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A supervisor's restarts: when a member's process ends, its restart policy decides whether and
 when it runs again (engine.container.restart); a restart waits in the supervisor's loop, as
-the timeout of its select, never in a sleep, and is done through the zygote when one runs."""
+the timeout of its select, never in a sleep."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 from engine.container.launch import ContainerError
 from engine.container.restart import Backoff, RestartPolicy, decide
-from engine.container.zygote import zygote_pid
 
 if TYPE_CHECKING:
     from engine.container.runtime import Runtime, State
@@ -84,7 +83,6 @@ class Restarter:
         return restarted
 
     def _restart(self, container_id: str, delay: float) -> bool:
-        self.runtime.use_zygote = zygote_pid(self.runtime.root) is not None
         try:
             before = self.runtime.get(container_id).state
             container = self.runtime.start(container_id, by_policy=True)

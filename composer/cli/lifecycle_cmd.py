@@ -27,13 +27,11 @@ _TIMEOUT = click.option(
 
 
 @contextlib.contextmanager
-def _acting(
-    ctx: Context, services: tuple[str, ...], zygote: bool = False
-) -> Iterator[tuple[Target, Actions]]:
+def _acting(ctx: Context, services: tuple[str, ...]) -> Iterator[tuple[Target, Actions]]:
     """The stack and services named, and its actions, their progress shown as `up` shows it."""
     from composer.lifecycle import Actions
 
-    target = open_target(ctx, services, zygote)
+    target = open_target(ctx, services)
     with stack_progress("auto") as progress:
         yield target, Actions(target.settings, target.runtime, target.view, progress)
 
@@ -43,7 +41,7 @@ def _acting(
 @click.pass_obj
 def start(ctx: Context, services: tuple[str, ...]) -> None:
     """Start the existing containers of the services (what they depend on first)."""
-    with _acting(ctx, services, zygote=True) as (target, actions):
+    with _acting(ctx, services) as (target, actions):
         members = target.members()
         for service in target.services:
             if not any(m.service == service for m in members):
@@ -70,7 +68,7 @@ def stop(ctx: Context, timeout: int | None, services: tuple[str, ...]) -> None:
 @click.pass_obj
 def restart(ctx: Context, timeout: int | None, services: tuple[str, ...]) -> None:
     """Restart the containers of the services (stopped ones are started)."""
-    with _acting(ctx, services, zygote=True) as (target, actions):
+    with _acting(ctx, services) as (target, actions):
         actions.restart(target.members(), timeout)
 
 

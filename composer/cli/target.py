@@ -32,9 +32,9 @@ class Target:
         return self.view.select(self.services)
 
 
-def open_target(ctx: Context, args: tuple[str, ...] = (), zygote: bool = False) -> Target:
+def open_target(ctx: Context, args: tuple[str, ...] = ()) -> Target:
     """The stack the options name, and the services in `args` (after an optional stack
-    file); `zygote`: the runtime starts containers through its zygote."""
+    file)."""
     from composer.cli.up_cmd import split_stack_file
     from composer.config.loader import load_stack
 
@@ -51,5 +51,5 @@ def open_target(ctx: Context, args: tuple[str, ...] = (), zygote: bool = False) 
             warn(problem)
     project = stack.project.name if stack is not None else str(ctx.project_name)
     settings = Settings.load()
-    runtime = open_runtime(settings, zygote)
+    runtime = open_runtime(settings)
     return Target(settings, runtime, open_view(settings, runtime, project, stack), services)

@@ -1,22 +1,20 @@
-"""Starting a container: the shim (its waiting parent) runs the init program, which makes the
-namespaces and the first process; the runtime steers it through pipes (see init.py)."""
+"""Starting a container: the shim, its waiting parent, first makes its namespaces and first
+process (init.c); the runtime steers it through pipes."""
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from engine.container.spec import Spec, plain
+from engine.container.spec import Spec
 from engine.errors import EngineError
 
 __all__ = ["SHIM", "ContainerError", "Started", "launch", "start_time"]
 
-INIT: Final = Path(__file__).with_name("init.py")
 SHIM: Final = Path(__file__).with_name("composer-shim")
 
 
@@ -50,54 +48,10 @@ def _messages(reader: BinaryIO) -> Callable[[], dict[str, object]]:
         line = reader.readline()
         if not line:
             return {"error": "the container's init ended without a word", "op": "start"}
-        message: dict[str, object] = json.loads(line)
+        message: dict[str, object] = json.loads(line.decode(errors="surrogateescape"))
         return message
 
     return next_message
-
-
-def _through_zygote(
-    root: Path,
-    spec: Spec,
-    exit_file: Path,
-    oom_file: str,
-    stdin: int | None,
-    stdout: int,
-    stderr: int,
-    pass_fds: Sequence[int],
-    before_start: Callable[[int], None] | None,
-    terminal: int,
-    hold: int,
-    terminal_log: int,
-) -> Started | None:
-    """Start the container through the zygote of `root`; None when there is no zygote."""
-    from engine.container.zygote import request_start
-
-    sync_r, sync_w = os.pipe()
-    go_r, go_w = os.pipe()
-    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC) if stdin is None else -1
-    fds = [stdin if stdin is not None else null, stdout, stderr, sync_w, go_r, *pass_fds]
-    for extra in (terminal, hold, terminal_log if terminal >= 0 else -1):
-        if extra >= 0:
-            fds.append(extra)
-    request = {
-        "spec": plain(spec),
-        "fds": fds,
-        "stdin": fds[0], "stdout": stdout, "stderr": stderr, "sync": sync_w, "go": go_r,
-        "terminal": terminal, "hold": hold, "out": terminal_log if terminal >= 0 else -1,
-        "exit_file": str(exit_file), "oom_file": oom_file,
-    }  # fmt: skip
-    try:
-        asked = request_start(root, request, fds)
-    finally:
-        for fd in (sync_w, go_r, null):
-            if fd >= 0:
-                os.close(fd)
-    if not asked:
-        os.close(sync_r)
-        os.close(go_w)
-        return None
-    return _steer(spec, sync_r, go_w, before_start, shim_pid=0)
 
 
 def _steer(
@@ -140,24 +94,14 @@ def launch(
     terminal: int = -1,
     hold: int = -1,
     terminal_log: int = -1,
-    zygote: Path | None = None,
 ) -> Started:
     """Create and start the container `spec` describes; `before_start(pid)` runs once its
     namespaces exist and its networks are plumbed, before the service is executed. `terminal`:
     the master of the container's terminal, which the shim keeps and copies into
     `terminal_log`;
-    `hold`: the write end of the container's stdin pipe, which the shim keeps open.
-    `zygote`: a state root whose zygote should fork the container (faster); when it does not
-    answer, the shim starts the init program as usual."""
+    `hold`: the write end of the container's stdin pipe, which the shim keeps open."""
     if not os.access(SHIM, os.X_OK):
         raise ContainerError(f"{SHIM} is missing: run ./install.sh, which builds it")
-    if zygote is not None:
-        started = _through_zygote(
-            zygote, spec, exit_file, oom_file, stdin, stdout, stderr, pass_fds, before_start,
-            terminal, hold, terminal_log,
-        )  # fmt: skip
-        if started is not None:
-            return started
     spec_r, spec_w = os.pipe()
     sync_r, sync_w = os.pipe()
     go_r, go_w = os.pipe()
@@ -178,8 +122,8 @@ def launch(
         os.set_inheritable(out, True)
         shim_fds += (out,)
     argv = [
-        str(SHIM), str(exit_file), oom_file, str(terminal), str(out), str(hold), "--",
-        sys.executable, "-S", "-I", str(INIT), str(spec_r), str(sync_w), str(go_r),
+        str(SHIM), str(exit_file), oom_file, str(terminal), str(out), str(hold), "--init",
+        str(spec_r), str(sync_w), str(go_r),
     ]  # fmt: skip
     try:
         shim_pid = os.posix_spawn(str(SHIM), argv, {}, file_actions=actions, setsid=True)

@@ -14,6 +14,7 @@ healthcheck's record, as `docker inspect` shows State.Health).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import fcntl
 import json
@@ -30,7 +31,7 @@ from engine.cgroups.base import CgroupDriver, CgroupStats
 from engine.clock import utc_now
 from engine.container.config import ContainerConfig
 from engine.container.health import Health
-from engine.container.launch import ContainerError, launch, start_time
+from engine.container.launch import SHIM, ContainerError, launch, start_time
 from engine.container.spec import Mount, Spec
 from engine.container.users import resolve_identity
 from engine.files import discard_tree, make_spread_directory, write_atomic
@@ -105,8 +106,6 @@ class Runtime:
         make_spread_directory(self.containers)
         self.cgroups = cgroups
         self.cgroup_parent = cgroup_parent
-        # Start containers through the state root's zygote (see zygote.py), when it runs.
-        self.use_zygote = False
 
     def _dir(self, container_id: str) -> Path:
         if not container_id or not set(container_id) <= _ID_CHARS or container_id[0] in ".-":
@@ -285,7 +284,6 @@ class Runtime:
                     terminal=stdio.master,
                     hold=stdio.hold,
                     terminal_log=out,
-                    zygote=self.root if self.use_zygote else None,
                 )
             finally:
                 stdio.close()
@@ -560,8 +558,6 @@ class Runtime:
             shim = int(json.loads((directory / "state.json").read_bytes())["shim_pid"])
         except (FileNotFoundError, ValueError, KeyError):
             return
-        if shim <= 0:
-            return  # started by the zygote, which reaps its own forks
         reap_by = time.monotonic() + 1.0
         while time.monotonic() < reap_by:
             try:
@@ -616,9 +612,6 @@ class Runtime:
         exit status is the one of `argv`). `own_group`: in a process group of its own (the
         group's id is its pid), so that killing the group ends `argv` too."""
         import subprocess
-        import sys
-
-        from engine.container.launch import INIT
 
         document = self._exec_spec(
             container_id, argv, options.get("env", ()), options.get("user"),
@@ -627,7 +620,7 @@ class Runtime:
         read, write = os.pipe()
         try:
             process = subprocess.Popen(
-                [sys.executable, "-S", "-I", str(INIT), "exec", str(read)],
+                [str(SHIM), "--exec", str(read)],
                 pass_fds=(read,),
                 stdin=options.get("stdin"),
                 stdout=options.get("stdout"),
@@ -663,20 +656,17 @@ class Runtime:
             spec_uid, spec_gid, spec_groups = spec.uid, spec.gid, spec.groups
         merged_env = dict(i.partition("=")[::2] for i in spec.env)
         merged_env.update(i.partition("=")[::2] for i in env)
-        import marshal
-
-        document = marshal.loads(spec.to_init())
-        document.update(
-            pid=container.state.pid,
-            argv=list(argv),
-            env=[f"{k}={v}" for k, v in merged_env.items()],
+        process = dataclasses.replace(
+            spec,
+            argv=argv,
+            env=tuple(f"{k}={v}" for k, v in merged_env.items()),
             cwd=working_dir or config.working_dir or "/",
             uid=spec_uid,
             gid=spec_gid,
-            groups=list(spec_groups),
+            groups=tuple(spec_groups),
             tty=tty,
         )
-        return marshal.dumps(document)
+        return process.to_init() + f"pid\0{container.state.pid}\0".encode()
 
     def stats(self, container_id: str, interval: float = 0.1) -> ContainerStats:
         """Resource use now: the cgroup's counters, and CPU use as a percentage of one CPU over

@@ -1,22 +1,24 @@
-/* composer-shim: the parent of one container's first process, so that its exit status is
- * recorded even when no composer process is running (a supervisor killed with -9 cannot wait
- * for processes it did not fork, and nothing else could).  About 100 KB of memory, where
- * containerd-shim takes 13 MB and conmon 2 MB.
+/* composer-shim: makes one container and stays as the parent of its first process, so that
+ * its exit status is recorded even when no composer process is running (a supervisor killed
+ * with -9 cannot wait for processes it did not fork, and nothing else could).  About 100 KB
+ * of memory once the container runs, where containerd-shim takes 13 MB and conmon 2 MB.
  *
- * usage: composer-shim EXIT_FILE OOM_FILE TTY_FD OUT_FD HOLD_FD -- PROGRAM ARGS...
- *    or: composer-shim --adopt PID EXIT_FILE OOM_FILE TTY_FD OUT_FD HOLD_FD
- * The second form is exec'ed by a process whose child PID is the container's first process
- * (the zygote's fork, see engine/container/zygote.py): it then only waits for it.
- * It becomes a child subreaper, runs PROGRAM (the container init, which forks the container's
- * first process and exits), and waits: the first process is reparented to the shim, and when
- * it ends the shim writes "EXIT_CODE SIGNAL OOM_KILLS UNIX_TIME\n" to EXIT_FILE (through a temp
- * file and a rename), then reaps it and exits: until the record is there, the ended process
- * is a zombie whose pid and start time still say "running", never "ended, code unknown".  OOM_FILE is the cgroup's memory.events (v2) or
- * memory.oom_control (v1), read for its oom_kill count; "-" for none.
+ * usage: composer-shim EXIT_FILE OOM_FILE TTY_FD OUT_FD HOLD_FD --init SPEC_FD SYNC_FD GO_FD
+ *    or: composer-shim --exec SPEC_FD
+ * The first form becomes a child subreaper, reads the container's spec from SPEC_FD, makes
+ * its namespaces and first process, steered by the runtime through SYNC_FD and GO_FD
+ * (init.c), and waits: when the first process ends the shim writes
+ * "EXIT_CODE SIGNAL OOM_KILLS UNIX_TIME\n" to EXIT_FILE (through a temp file and a rename),
+ * then reaps it and exits: until the record is there, the ended process is a zombie whose pid
+ * and start time still say "running", never "ended, code unknown".  OOM_FILE is the cgroup's
+ * memory.events (v2) or memory.oom_control (v1), read for its oom_kill count; "-" for none.
  * TTY_FD: the master of the container's terminal (or -1): the shim holds it for the
  * container's life and copies what the container writes to OUT_FD (its raw output file).
  * HOLD_FD: the write end of the container's stdin pipe (or -1), held so that stdin stays
- * open (stdin_open) however long no one writes. */
+ * open (stdin_open) however long no one writes.
+ * The second form runs a process in a running container (`composer exec`): the spec names
+ * the container's first process, whose namespaces and cgroup it joins; its exit status is the
+ * process's. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -26,9 +28,12 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "init.h"
 
 static long oom_kills(const char *path) {
     char buf[4096];
@@ -80,8 +85,20 @@ static void drain(int tty, int out, char *buf, size_t size) {
 /* Nothing of ours stays open but what we hold for the container: not the runtime's pipes (so
  * it sees them close), not our stdio (the container's output goes to its log, not through us). */
 static void release(int tty, int out, int hold) {
-    for (int fd = 3; fd < 1024; fd++)
-        if (fd != tty && fd != out && fd != hold) close(fd);
+    int kept[3] = {tty, out, hold}, from = 3;
+    for (int i = 0; i < 3; i++)  /* in order: close what lies between them */
+        for (int k = i + 1; k < 3; k++)
+            if (kept[k] < kept[i]) {
+                int t = kept[i];
+                kept[i] = kept[k];
+                kept[k] = t;
+            }
+    for (int i = 0; i < 3; i++) {
+        if (kept[i] < from) continue;
+        if (kept[i] > from) syscall(SYS_close_range, from, kept[i] - 1, 0);
+        from = kept[i] + 1;
+    }
+    syscall(SYS_close_range, from, ~0U, 0);
     int devnull = open("/dev/null", O_RDWR);
     if (devnull >= 0) {
         dup2(devnull, 0);
@@ -126,53 +143,40 @@ static int wait_for(pid_t first, char **argv, int tty, int out, int hold) {
 }
 
 int main(int argc, char **argv) {
-    int adopt = argc == 8 && strcmp(argv[1], "--adopt") == 0;
-    if (adopt) {
-        pid_t first = atoi(argv[2]);
-        argv += 2;  /* EXIT_FILE OOM_FILE TTY_FD OUT_FD HOLD_FD from argv[1] on, as below */
-        return wait_for(first, argv, atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
+    char error[512];
+    if (argc == 3 && strcmp(argv[1], "--exec") == 0) {
+        struct spec *spec = read_spec(atoi(argv[2]), error, sizeof error);
+        if (!spec) {
+            fprintf(stderr, "composer exec: %s\n", error);
+            return 126;
+        }
+        close(atoi(argv[2]));
+        return exec_in_container(spec);
     }
-    if (argc < 8 || strcmp(argv[6], "--") != 0) {
-        fprintf(stderr, "usage: composer-shim EXIT_FILE OOM_FILE TTY_FD OUT_FD HOLD_FD -- "
-                        "PROGRAM ARGS...\n");
+    if (argc != 10 || strcmp(argv[6], "--init") != 0) {
+        fprintf(stderr, "usage: composer-shim EXIT_FILE OOM_FILE TTY_FD OUT_FD HOLD_FD "
+                        "--init SPEC_FD SYNC_FD GO_FD\n"
+                        "   or: composer-shim --exec SPEC_FD\n");
         return 2;
     }
     int tty = atoi(argv[3]), out = atoi(argv[4]), hold = atoi(argv[5]);
+    int spec_fd = atoi(argv[7]), sync_fd = atoi(argv[8]), go_fd = atoi(argv[9]);
     if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) return 125;
     signal(SIGHUP, SIG_IGN);  /* outlive the session of whoever started us */
-    pid_t init = fork();
-    if (init < 0) return 125;
-    if (init == 0) {
-        if (tty >= 0) close(tty);
-        if (out >= 0) close(out);
-        if (hold >= 0) close(hold);
-        signal(SIGHUP, SIG_DFL);  /* the container starts with default handling, as Docker's */
-        execv(argv[7], argv + 7);
-        _exit(126);
+    struct spec *spec = read_spec(spec_fd, error, sizeof error);
+    close(spec_fd);
+    if (!spec) {
+        char line[700], quoted[600];
+        json_string(quoted, sizeof quoted, error);
+        int len = snprintf(line, sizeof line, "{\"error\":%s,\"op\":\"spec\"}\n", quoted);
+        if (write(sync_fd, line, (size_t)len) != len) return 1;
+        return 1;
     }
-    release(tty, out, hold);
-    int init_status = -1, started = 0;
-    static char buf[65536];
-    for (;;) {
-        siginfo_t info;
-        if (tty >= 0) copy_terminal(tty, out, buf, sizeof buf, 100);  /* meanwhile */
-        pid_t pid = ended(-1, tty >= 0, &info);
-        if (pid == 0) continue;
-        if (pid < 0) {
-            if (errno == EINTR) continue;
-            break;  /* no child left */
-        }
-        if (pid == init) {
-            waitpid(pid, &init_status, 0);
-            continue;  /* the first process, if any, is ours now */
-        }
-        started = 1;
-        drain(tty, out, buf, sizeof buf);  /* what it wrote last */
-        record(argv[1], &info, argv[2]);
-        waitpid(pid, NULL, 0);
-        break;
-    }
-    if (!started && init_status != -1)
-        return WIFEXITED(init_status) ? WEXITSTATUS(init_status) : 125;
-    return 0;
+    if (tty >= 0) fcntl(tty, F_SETFD, FD_CLOEXEC);  /* ours, not the container's */
+    if (out >= 0) fcntl(out, F_SETFD, FD_CLOEXEC);
+    if (hold >= 0) fcntl(hold, F_SETFD, FD_CLOEXEC);
+    pid_t first = start_container(spec, sync_fd, go_fd);
+    free_spec(spec);  /* the first process has its own copy: ours only weighs on the host */
+    if (first < 0) return 1;
+    return wait_for(first, argv, tty, out, hold);
 }

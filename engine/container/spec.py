@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import base64
 import json
+import resource
 from dataclasses import dataclass, fields, is_dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Final
 
+from engine.linux import CAPABILITIES
 from engine.network.veth import Attachment
 
 __all__ = ["DEFAULT_CAPABILITIES", "Mount", "Rlimit", "Spec", "plain"]
+
+_UNLIMITED: Final = (1 << 64) - 1  # RLIM_INFINITY (-1) as the init reads it
 
 # Docker's default capability set (moby oci/caps/defaults.go).
 DEFAULT_CAPABILITIES: Final = (
@@ -144,11 +148,44 @@ class Spec:
     gid_map: tuple[tuple[int, int, int], ...] = ()
 
     def to_init(self) -> bytes:
-        """The spec as the init program reads it: marshal (built in, so the init imports
-        nothing to read it)."""
-        import marshal
-
-        return marshal.dumps(plain(self))
+        """The spec as the container init (init.c, in composer-shim) reads it: pairs of
+        NUL-terminated strings, a key and its value; a list repeats its key; a mount or a
+        network is its first key followed by keys of its fields."""
+        pairs: list[tuple[str, object]] = [
+            ("id", self.id), ("rootfs", self.rootfs), ("cwd", self.cwd), ("uid", self.uid),
+            ("gid", self.gid), ("hostname", self.hostname), ("domainname", self.domainname),
+            ("join_net", self.join_net), ("read_only", int(self.read_only)),
+            ("shm_size", self.shm_size), ("tty", int(self.tty)),
+            ("no_new_privileges", int(self.no_new_privileges)),
+            ("capabilities", sum(1 << CAPABILITIES[name] for name in set(self.capabilities))),
+            ("seccomp", self.seccomp.hex()),
+        ]  # fmt: skip
+        if self.oom_score_adj is not None:
+            pairs.append(("oom_score_adj", self.oom_score_adj))
+        for key, values in (
+            ("argv", self.argv), ("env", self.env), ("group", self.groups),
+            ("namespace", self.namespaces), ("masked", self.masked_paths),
+            ("readonly", self.readonly_paths), ("cgroup_file", self.cgroup_files),
+            ("sysctl", (f"{key}={value}" for key, value in self.sysctls)),
+            ("uid_map", (" ".join(map(str, entry)) for entry in self.uid_map)),
+            ("gid_map", (" ".join(map(str, entry)) for entry in self.gid_map)),
+            ("rlimit", (f"{r.name} {getattr(resource, r.name)} {r.soft & _UNLIMITED} "
+                        f"{r.hard & _UNLIMITED}" for r in self.rlimits)),
+        ):  # fmt: skip
+            pairs.extend((key, value) for value in values)
+        for m in self.mounts:
+            pairs += [("mount", m.kind), ("mount_source", m.source), ("mount_target", m.target),
+                      ("mount_options", m.options), ("mount_propagation", m.propagation),
+                      ("mount_read_only", int(m.read_only)),
+                      ("mount_recursive", int(m.recursive))]  # fmt: skip
+        for a in self.networks:
+            pairs += [("network", a.bridge), ("network_host_ifname", a.host_ifname),
+                      ("network_ifname", a.ifname), ("network_address", a.address),
+                      ("network_mtu", a.mtu)]  # fmt: skip
+            for key in ("gateway", "mac", "address6", "gateway6"):
+                if getattr(a, key) is not None:
+                    pairs.append((f"network_{key}", getattr(a, key)))
+        return b"".join(f"{key}\0{value}\0".encode() for key, value in pairs)
 
     def to_json(self) -> bytes:
         doc = plain(self)

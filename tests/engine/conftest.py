@@ -21,7 +21,6 @@ import pytest
 from engine.cgroups import detect
 from engine.container.config import ContainerConfig
 from engine.container.runtime import Runtime
-from engine.container.zygote import ensure_zygote
 from engine.images.archive import ConfigChanges, import_rootfs
 from engine.images.reference import parse_reference
 from engine.images.store import Image, ImageStore
@@ -80,15 +79,6 @@ def make(busybox: tuple[ImageStore, Image]) -> Make:
         )
 
     return _make
-
-
-@pytest.fixture
-def forked(runtime: Runtime) -> Iterator[Runtime]:
-    """The runtime, starting containers through a zygote of its own (ended afterwards)."""
-    pid = ensure_zygote(runtime.root)
-    runtime.use_zygote = True
-    yield runtime
-    stop(pid)
 
 
 def stop(pid: int) -> None:

@@ -34,8 +34,7 @@ def supervised(runtime: Runtime, config: ContainerConfig) -> int:
     return pid
 
 
-def test_a_container_killed_from_outside_is_restarted_with_its_writable_layer(forked: Runtime, make: Make, group: str) -> None:
-    runtime = forked
+def test_a_container_killed_from_outside_is_restarted_with_its_writable_layer(runtime: Runtime, make: Make, group: str) -> None:
     config = make("sh", "-c", "echo run >> /runs; exec sleep 60", group=group, restart="always")
     first = supervised(runtime, config)
     os.kill(first, signal.SIGKILL)

@@ -104,9 +104,3 @@ def test_exec_enters_the_user_namespace_and_a_restart_keeps_the_writable_layer(r
     assert out.read_text() == "once\nonce\n"
     runtime.kill(config.id)
     runtime.wait(config.id, 10)
-
-
-def test_the_zygote_starts_a_container_with_a_user_namespace(forked: Runtime, make: Make) -> None:
-    state, out, err = run(forked, mapped(make, "echo $$; cat /proc/self/uid_map; exit 3"))
-    assert state.exit_code == 3, err
-    assert out.split() == ["1", "0", str(HOST_ROOT), "65536"]

@@ -1,6 +1,6 @@
 """Whole stacks brought up for real (root, real kernel): each test gets its own state root
 with a busybox image, unique project names, and everything it made removed afterwards —
-containers, bridges, veths, the zygote and supervisors it started — whatever happened."""
+containers, bridges, veths, the fork server and supervisors it started — whatever happened."""
 
 from __future__ import annotations
 

@@ -53,7 +53,7 @@ def _cgroups(names: list[str]) -> list[str]:
 
 def _processes(root: Path, spared: set[int]) -> list[int]:
     """Processes started for `root` (their command line names it): the supervisor, shims,
-    the zygote — but those in `spared`."""
+    the fork server — but those in `spared`."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) in spared or int(entry) == os.getpid():
@@ -112,9 +112,9 @@ def test_kill_9_of_up_and_the_supervisor_at_random_points(stacks: Stacks) -> Non
     with StateStore(stacks.root) as store:
         ours = {n.bridge for n in store.networks(p)}
     ours |= {veth_name(name, index) for name in expected for index in range(4)}
-    # The zygote and the fork server are the state root's, not the stack's: they stay for the
-    # next commands (and leave when idle).
-    helpers = {running_pid(stacks.root / "run" / name) for name in ("zygote.lock", "cli.lock")}
+    # The fork server is the state root's, not the stack's: it stays for the next commands
+    # (and leaves when idle).
+    helpers = {running_pid(stacks.root / "run" / "cli.lock")}
     down = subprocess.run([composer, "-f", str(path), "down", "-t", "0", "--progress", "quiet"],
                           env=env, capture_output=True, text=True)  # fmt: skip
     assert down.returncode == 0, (seed, down.stderr)
