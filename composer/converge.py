@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Final
 from composer.discovery import AddressBook, ContainerFiles, refresh_hosts, write_files
 from composer.errors import ComposerError
 from composer.locks import stack_lock
-from composer.networks import attachments, ensure_networks, remove_networks
+from composer.networks import Allocations, attachments, ensure_networks, remove_networks
 from composer.planner import Action, Fingerprint, Observed, Plan, PlanOptions, fingerprints, plan
 from composer.settings import Settings
 from composer.stackview import container_files, members, open_runtime
@@ -150,11 +150,12 @@ def up(
                 report(orphan.name, "orphan: its service is not in the stack any more "
                                     "(--remove-orphans removes it)")  # fmt: skip
         nets: dict[str, list[Attachment]] = {}
+        allocations = Allocations(store)
         for action in the_plan.wanted:
             mode = project.services[action.service].network_mode or ""
             if not mode or mode == "none":
                 nets[action.name] = attachments(project, action.service, action.name, records,
-                                                store) if not mode else []  # fmt: skip
+                                                store, allocations) if not mode else []  # fmt: skip
         bindings = _bindings(stack, the_plan.wanted, nets, store)
         _check_ports(settings, project.name, bindings, store)
         executor = _Executor(stack, settings, images, runtime, store, the_plan, hashes, nets,
@@ -227,6 +228,10 @@ class _Executor:
         # hosts files of all the containers made.
         self.addresses = AddressBook(store)
         self.by_service = {a.service: a.name for a in reversed(the_plan.wanted)}
+        self.started: set[str] = set()  # containers this executor started
+        from composer.images import open_store
+
+        self.image_store = open_store(settings)
 
     def refresh_hosts(self) -> None:
         """Rewrite (in place) every hosts file of the stack whose content changed."""
@@ -312,6 +317,8 @@ class _Executor:
 
         from engine.errors import EngineError
 
+        if condition == "service_started" and name in self.started:
+            return  # started here, just before: no need to look
         reported = False
         until = time.monotonic() + 2  # for an exit record
         check = time.monotonic()  # when to make sure the stack's supervisor runs
@@ -390,6 +397,7 @@ class _Executor:
             elif action.kind == "start" or made:
                 self.report(action.name, "Starting")
                 self.runtime.start(action.name)
+                self.started.add(action.name)
                 self.report(action.name, "Started")
             else:
                 if action.kind == "recreate":
@@ -403,6 +411,7 @@ class _Executor:
                 self.report(action.name, "Created" if action.kind == "create" else "Recreated")
                 self.report(action.name, "Starting")
                 self.runtime.start(action.name)
+                self.started.add(action.name)
                 self.report(action.name, "Started")
         except (EngineError, ComposerError, OSError) as exc:
             self.report(action.name, "Error")
@@ -411,8 +420,6 @@ class _Executor:
             ) from exc
 
     def _create(self, action: Action) -> None:
-        from composer.images import open_store
-
         project = self.stack.project
         service = project.services[action.service]
         made_from = self.hashes[action.service]
@@ -430,7 +437,7 @@ class _Executor:
 
         config = container_config(
             project, action.service, action.number, self.images[action.service],
-            open_store(self.settings), self.settings, files=files.mounts(), raw=self.stack.raw,
+            self.image_store, self.settings, files=files.mounts(), raw=self.stack.raw,
             joined=joined, networks=tuple(self.nets.get(action.name, ())),
             labels=((LABEL_HASH, made_from.config), (LABEL_IMAGE, made_from.image),
                     (LABEL_DEPENDENCIES, made_from.dependencies)),

@@ -114,13 +114,15 @@ def _touched(path: Path) -> Path:
 
 class AddressBook:
     """Every address allocation and gateway, read once (a refresh of N hosts files reads
-    them once, not N times), addresses parsed once."""
+    them once, not N times), each as the hosts entry its peers list, made once."""
 
     def __init__(self, store: StateStore) -> None:
-        self.of: dict[str, list[tuple[AddressRecord, IPAddress]]] = {}  # by container
-        self.on: dict[str, list[tuple[AddressRecord, IPAddress]]] = {}  # by bridge
+        from engine.network.hosts import HostsEntry
+
+        self.of: dict[str, list[tuple[AddressRecord, HostsEntry]]] = {}  # by container
+        self.on: dict[str, list[tuple[AddressRecord, HostsEntry]]] = {}  # by bridge
         for record in store.addresses():  # by bridge, then container
-            entry = (record, ip_address(record.address))
+            entry = (record, HostsEntry(ip_address(record.address), record.names))
             self.of.setdefault(record.container, []).append(entry)
             self.on.setdefault(record.bridge, []).append(entry)
         self.gateways = {n.bridge: n.gateway for n in store.networks()}
@@ -139,14 +141,14 @@ def hosts_content(
     fqdn = f"{header.hostname}.{header.domainname}" if header.domainname else ""
     names = tuple(n for n in (fqdn, header.hostname) if n)
     if own_rows:
-        first, at = own_rows[0]
-        own.append(HostsEntry(at, tuple(dict.fromkeys(names + first.names))))
-        own += [HostsEntry(a, r.names) for r, a in own_rows[1:]]
+        first, entry = own_rows[0]
+        own.append(HostsEntry(entry.address, tuple(dict.fromkeys(names + first.names))))
+        own += [entry for _, entry in own_rows[1:]]
     peers: list[HostsEntry] = []
     for row, _ in own_rows:
-        for peer, at in book.on.get(row.bridge, []):
+        for peer, entry in book.on.get(row.bridge, []):
             if peer.container != container:
-                peers.append(HostsEntry(at, peer.names))
+                peers.append(entry)
     gateway = book.gateways.get(own_rows[0][0].bridge) if own_rows else None
     extra = []
     for name, address in header.extra:

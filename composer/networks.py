@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # the models are loaded by whoever has a stack (not by `down`
     from engine.network.veth import Attachment
 
 __all__ = [
+    "Allocations",
     "attachments",
     "bridge_spec",
     "ensure_networks",
@@ -192,32 +193,56 @@ def _allocate(
     )
 
 
+class Allocations:
+    """The IPv4 addresses on each bridge as the state store has them, read once per bridge and
+    kept up to date as containers get theirs: giving N containers their addresses reads and
+    parses the bridge's N, not N times N."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self._on: dict[str, dict[str, IPv4Address]] = {}  # bridge → container → address
+
+    def on(self, bridge: str) -> dict[str, IPv4Address]:
+        if bridge not in self._on:
+            self._on[bridge] = {a.container: IPv4Address(a.address)
+                                for a in self.store.addresses(bridge=bridge)
+                                if ":" not in a.address}  # fmt: skip
+        return self._on[bridge]
+
+    def put(self, record: AddressRecord) -> None:
+        self.store.put_address(record)
+        self.on(record.bridge)[record.container] = IPv4Address(record.address)
+
+
 def attachments(
     project: Project,
     service_name: str,
     container_id: str,
     records: dict[str, NetworkRecord],
     store: StateStore,
+    allocations: Allocations | None = None,
 ) -> list[Attachment]:
     """The container's place on each of its service's networks (eth0, eth1… in priority
     order), its addresses allocated — or kept from before — and recorded with the names its
-    peers find it by: the service, the container's name, its aliases."""
+    peers find it by: the service, the container's name, its aliases (`allocations`: those
+    of the containers given theirs before, when there are several)."""
     from engine.network.errors import NetworkError
     from engine.network.ipam import allocate_address
     from engine.network.veth import Attachment, veth_name
 
+    allocations = allocations or Allocations(store)
     service = project.services[service_name]
     result = []
     for index, (key, options) in enumerate(service_networks(service)):
         record = records[key]
         subnet = IPv4Network(record.subnet)
-        on_bridge = store.addresses(bridge=record.bridge)
-        mine = next((a.address for a in on_bridge if a.container == container_id), None)
+        on_bridge = allocations.on(record.bridge)
+        found = on_bridge.get(container_id)
+        mine = str(found) if found is not None else None
         wanted = options.ipv4_address
         address = mine if mine and (not wanted or wanted == mine) else None
         if address is None:
-            taken = {IPv4Address(a.address): a.container for a in on_bridge
-                     if a.container != container_id and ":" not in a.address}  # fmt: skip
+            taken = {at: owner for owner, at in on_bridge.items() if owner != container_id}
             network = project.networks.get(key)
             ip_range = _ip_range(network)
             try:
@@ -230,7 +255,7 @@ def attachments(
                     f"{where}: {exc}" if wanted else f"network {record.name}: {exc}"
                 ) from exc
         names = tuple(dict.fromkeys([service_name, container_id, *(options.aliases or [])]))
-        store.put_address(AddressRecord(record.bridge, address, container_id, names))
+        allocations.put(AddressRecord(record.bridge, address, container_id, names))
         address6 = None
         if record.subnet6:
             address6 = IPv6Interface(

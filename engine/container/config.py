@@ -3,6 +3,7 @@ the runtime turns it into the init program's Spec once the rootfs and identity a
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,7 +80,12 @@ class ContainerConfig:
         return (self.uid_map, self.gid_map) if self.uid_map else None
 
     def to_json(self) -> bytes:
-        # Compact: the C encoder (any indent takes the pure Python one, 10 times slower).
+        return self._json
+
+    @functools.cached_property
+    def _json(self) -> bytes:
+        """Made once (the state store and the container's directory each keep a copy).
+        Compact: the C encoder (any indent takes the pure Python one, 10 times slower)."""
         return json.dumps(plain(self), separators=(",", ":"), default=str).encode()
 
     @classmethod

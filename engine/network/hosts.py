@@ -3,6 +3,7 @@ file that is bind-mounted into a running container."""
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +30,9 @@ class HostsEntry:
     address: IPv4Address | IPv6Address
     names: tuple[str, ...]
 
+    @functools.cached_property
     def line(self) -> str:
+        """The entry's line (made once: an entry of a peer is in every other's file)."""
         return f"{self.address}\t{' '.join(self.names)}\n"
 
 
@@ -58,7 +61,7 @@ def render_hosts(
     return (
         _LOCALHOST
         + (_IPV6_DEFAULTS if ipv6 else "")
-        + "".join(e.line() for e in entries if ipv6 or e.address.version == 4)
+        + "".join(e.line for e in entries if ipv6 or e.address.version == 4)
     )
 
 
