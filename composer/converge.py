@@ -5,6 +5,7 @@ lock, recorded in the state store."""
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import threading
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from engine.supervisor import ensure_supervisor
 
 if TYPE_CHECKING:
     from composer.config.loader import Stack
+    from composer.helpers import Helpers
     from engine.container.runtime import Runtime
     from engine.images.store import Image
     from engine.network.ports import PortBinding
@@ -37,6 +39,14 @@ LABEL_IMAGE: Final = "composer.image"
 LABEL_DEPENDENCIES: Final = "composer.dependencies-hash"
 LABEL_ONE_OFF: Final = "composer.oneoff"  # a `composer run` container: no replica of its service
 _CONCURRENCY: Final = 8  # containers made or started at once (threads; 2 cores here)
+_HELPED: Final = 8  # containers from which helper processes do the work (composer.helpers)
+
+
+def _helpers() -> int:
+    """How many helper processes: four (their work waits for the kernel as much as it
+    computes: two on two cores left them idle), or one per core on a larger machine, up to
+    eight."""
+    return min(8, max(4, os.cpu_count() or 4))
 
 
 def _files(settings: Settings, project: str, container: str) -> ContainerFiles:
@@ -232,6 +242,7 @@ class _Executor:
         from composer.images import open_store
 
         self.image_store = open_store(settings)
+        self.helpers: Helpers | None = None  # helper processes that make new containers
 
     def refresh_hosts(self) -> None:
         """Rewrite (in place) every hosts file of the stack whose content changed."""
@@ -243,10 +254,43 @@ class _Executor:
     def run(self) -> dict[str, str]:
         import anyio
 
-        anyio.run(self._all)
+        new = [a for a in self.plan.actions if a.kind == "create"]
+        if len(new) >= _HELPED:  # forked now: before any thread of the event loop
+            from composer.helpers import Helpers
+
+            self.helpers = Helpers(_helpers(), self._make_in_helper, self._reopen)
+        try:
+            anyio.run(self._all)
+        finally:
+            if self.helpers is not None:
+                self.helpers.close()
         return self.failed
 
+    def _make_in_helper(self, name: str, report: Progress) -> None:
+        """In a helper process: make the new container `name`, `report`ing its progress."""
+        from composer.helpers import HelperFailed
+
+        self.report = report
+        try:
+            self._make(next(a for a in self.plan.actions if a.name == name and a.kind == "create"))
+        except _Failed as exc:
+            raise HelperFailed(str(exc)) from None
+
+    def _reopen(self) -> None:
+        """In a helper process: a database connection of its own (one is not shared across
+        processes)."""
+        self.store = StateStore(self.settings.root)
+
     async def _all(self) -> None:
+        import anyio
+
+        async with anyio.create_task_group() as relaying:
+            if self.helpers is not None:
+                relaying.start_soon(self.helpers.relay, self.report)
+            await self._services()
+            relaying.cancel_scope.cancel()
+
+    async def _services(self) -> None:
         import anyio
 
         # New containers are made at once, before what their service needs is ready (as
@@ -261,7 +305,15 @@ class _Executor:
             made: set[str] = set()
 
             async def make(action: Action) -> None:
-                await anyio.to_thread.run_sync(self._make, action, limiter=making)
+                if self.helpers is None:
+                    await anyio.to_thread.run_sync(self._make, action, limiter=making)
+                else:
+                    from composer.helpers import HelperFailed
+
+                    try:
+                        await self.helpers.do(action.name)
+                    except HelperFailed as exc:
+                        raise _Failed(str(exc)) from None
                 made.add(action.name)
 
             try:
@@ -272,7 +324,11 @@ class _Executor:
                 for needed in self._needs(service):
                     if needed in done:
                         await done[needed].wait()
-                await anyio.to_thread.run_sync(self._ready_to_start, service, limiter=starting)
+                if self._started_already(service):  # nothing to wait for: no thread needed
+                    self._ready_to_start(service)
+                else:
+                    await anyio.to_thread.run_sync(self._ready_to_start, service,
+                                                   limiter=starting)  # fmt: skip
                 async with anyio.create_task_group() as group:
                     for action in self.plan.of(service):
                         do = partial(self._do, action, action.name in made)
@@ -296,6 +352,16 @@ class _Executor:
         if service not in self.stack.project.services:
             return []
         return self.stack.graph.needs(service)
+
+    def _started_already(self, service: str) -> bool:
+        """Whether every depends_on condition of `service` is service_started of services
+        whose containers this executor started (so it holds, and checking it never waits)."""
+        definition = self.stack.project.services.get(service)
+        return definition is None or all(
+            dependency.condition == "service_started"
+            and all(a.name in self.started for a in self.plan.wanted if a.service == needed)
+            for needed, dependency in (definition.depends_on or {}).items()
+        )
 
     def _ready_to_start(self, service: str) -> None:
         """Wait until each dependency meets its depends_on condition; _Failed when one cannot."""
@@ -641,18 +707,46 @@ def down(
         names = {r.id for r in store.containers(project)}
         names |= {c.name for c in observe(runtime, project)}
 
-        def remove(name: str) -> str:
+        databases = [store]  # a helper process's own connection replaces it in the helper
+
+        def remove(name: str, report: Progress = report) -> str:
             report(name, "Stopping")
-            _remove_container(runtime, store, settings, name, timeout=timeout)
+            _remove_container(runtime, databases[-1], settings, name, timeout=timeout)
             report(name, "Removed")
             return name
 
-        with ThreadPoolExecutor(max_workers=_CONCURRENCY) as pool:
-            # A bridge takes the kernel ~30 ms to remove: meanwhile. Its ports need not go
-            # first (they are detached), and its supervisor does not heal what down removes.
-            networks = pool.submit(remove_networks, project, store)
-            removed = list(pool.map(remove, sorted(names)))
-            networks.result()
+        def remove_in_helper(name: str, report: Progress) -> None:
+            from composer.helpers import HelperFailed
+            from engine.errors import EngineError
+
+            try:
+                remove(name, report)
+            except (EngineError, ComposerError, OSError) as exc:
+                raise HelperFailed(str(exc)) from None
+
+        helpers = None
+        if len(names) >= _HELPED:  # forked now: before the pool's threads
+            from composer.helpers import Helpers
+
+            helpers = Helpers(_helpers(), remove_in_helper,
+                              lambda: databases.append(StateStore(settings.root)))  # fmt: skip
+        try:
+            with ThreadPoolExecutor(max_workers=_CONCURRENCY) as pool:
+                # A bridge takes the kernel ~30 ms to remove: meanwhile. Its ports need not go
+                # first (they are detached), and its supervisor does not heal what down
+                # removes.
+                networks = pool.submit(remove_networks, project, store)
+                if helpers is None:
+                    removed = list(pool.map(remove, sorted(names)))
+                else:
+                    failed = helpers.each(sorted(names), report)
+                    if failed:
+                        raise ComposerError("\n".join(failed.values()))
+                    removed = sorted(names)
+                networks.result()
+        finally:
+            if helpers is not None:
+                helpers.close()
         for volume in volumes:
             report(volume, "Removing volume")
             shutil.rmtree(settings.root / "volumes" / volume, ignore_errors=True)

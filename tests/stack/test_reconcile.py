@@ -149,6 +149,43 @@ services:
     assert stacks.runtime.get(f"{p}-after-bad-1").state.status == "created"
 
 
+def test_many_new_containers_are_made_by_helper_processes_that_report_each_one(stacks: Stacks, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import anyio
+
+    from composer import converge
+    from composer.images import ensure_images
+
+    makers = tmp_path / "makers"
+    make = converge._Executor._make
+
+    def recorded(self: converge._Executor, action: object) -> None:
+        with open(makers, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        make(self, action)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(converge._Executor, "_make", recorded)
+    many = "".join(f"  s{n}:\n    image: busybox:test\n    command: {IDLE}\n" for n in range(converge._HELPED))
+    bad = f'  bad:\n    image: busybox:test\n    command: {IDLE}\n    extra_hosts: ["db=not-an-address"]\n'
+    stack = stacks.load("services:\n" + many + bad)
+    p = stack.project.name
+    stacks.projects.append(p)
+    seen: list[tuple[str, str]] = []
+    images = anyio.run(ensure_images, stacks.settings, stack)
+    with pytest.raises(UpError) as failure:
+        converge.up(stack, stacks.settings, images, progress=lambda name, what: seen.append((name, what)))
+    assert set(failure.value.result.failed) == {"bad"}
+    assert "'not-an-address' is not an IP address" in failure.value.result.failed["bad"]
+    assert (f"{p}-bad-1", "Error") in seen
+    for n in range(converge._HELPED):
+        assert [what for name, what in seen if name == f"{p}-s{n}-1"] == ["Creating", "Created", "Starting", "Started"]
+        assert stacks.runtime.get(f"{p}-s{n}-1").state.status == "running"
+    helpers = {int(pid) for pid in makers.read_text().split()}
+    assert helpers and os.getpid() not in helpers
+    for pid in helpers:  # gone, and reaped
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+
 def test_depends_on_conditions_and_a_failed_branch(stacks: Stacks) -> None:
     stack = stacks.load(f"""
 services:
