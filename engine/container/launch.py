@@ -102,6 +102,7 @@ def launch(
     `hold`: the write end of the container's stdin pipe, which the shim keeps open."""
     if not os.access(SHIM, os.X_OK):
         raise ContainerError(f"{SHIM} is missing: run ./install.sh, which builds it")
+    document = spec.to_init()
     spec_r, spec_w = os.pipe()
     sync_r, sync_w = os.pipe()
     go_r, go_w = os.pipe()
@@ -137,7 +138,7 @@ def launch(
             os.close(out)
     try:
         with os.fdopen(spec_w, "wb") as f:
-            f.write(spec.to_init())
+            f.write(document)
         return _steer(spec, sync_r, go_w, before_start, shim_pid)
     except BaseException:
         os.kill(shim_pid, 9)  # takes its init along; the first process dies with its pid ns

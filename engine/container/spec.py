@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields, is_dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Final
 
+from engine.errors import EngineError
 from engine.linux import CAPABILITIES
 from engine.network.veth import Attachment
 
@@ -166,7 +167,7 @@ class Spec:
             ("argv", self.argv), ("env", self.env), ("group", self.groups),
             ("namespace", self.namespaces), ("masked", self.masked_paths),
             ("readonly", self.readonly_paths), ("cgroup_file", self.cgroup_files),
-            ("sysctl", (f"{key}={value}" for key, value in self.sysctls)),
+            ("sysctl", (f"{name}={setting}" for name, setting in self.sysctls)),
             ("uid_map", (" ".join(map(str, entry)) for entry in self.uid_map)),
             ("gid_map", (" ".join(map(str, entry)) for entry in self.gid_map)),
             ("rlimit", (f"{r.name} {getattr(resource, r.name)} {r.soft & _UNLIMITED} "
@@ -185,7 +186,11 @@ class Spec:
             for key in ("gateway", "mac", "address6", "gateway6"):
                 if getattr(a, key) is not None:
                     pairs.append((f"network_{key}", getattr(a, key)))
-        return b"".join(f"{key}\0{value}\0".encode() for key, value in pairs)
+        text = "".join(f"{key}\0{value}\0" for key, value in pairs)
+        if text.count("\0") != 2 * len(pairs):  # no program takes one, nor would the init
+            key = next(key for key, value in pairs if "\0" in str(value))
+            raise EngineError(f"container {self.id}: its {key} holds a NUL character")
+        return text.encode(errors="surrogateescape")
 
     def to_json(self) -> bytes:
         doc = plain(self)

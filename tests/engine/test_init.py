@@ -12,6 +12,7 @@ import pytest
 from engine.container.launch import ContainerError
 from engine.container.runtime import Runtime
 from engine.container.spec import Mount
+from engine.errors import EngineError
 from tests.engine.conftest import Make
 from tests.engine.test_runtime import run
 
@@ -66,3 +67,11 @@ def test_a_spec_beyond_what_the_init_takes_is_refused_with_the_reason(runtime: R
     runtime.create(config)
     with pytest.raises(ContainerError, match="256 mounts"):
         runtime.start(config.id)
+
+
+def test_a_nul_character_in_the_environment_is_refused_before_anything_runs(runtime: Runtime, make: Make) -> None:
+    config = make("true", env=("A=one\0two",))
+    runtime.create(config)
+    with pytest.raises(EngineError, match="its env holds a NUL character"):
+        runtime.start(config.id)
+    assert runtime.get(config.id).state.status == "created"
