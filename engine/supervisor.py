@@ -416,12 +416,13 @@ class Supervisor:
         return min(t for t in times if t is not None)
 
     def run(self) -> None:
-
-        if claim(_run_dir(self.root) / f"{self.group}.lock") is None:
-            return  # another supervisor has the group
+        # SIGHUP is a wake-up (the ports file changed), caught before the lock is claimed:
+        # `publish` sends it as soon as it sees the lock held, and by default it would end us.
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w)
-        signal.signal(signal.SIGHUP, lambda *_: None)  # a wake-up: the ports file changed
+        signal.signal(signal.SIGHUP, lambda *_: None)
+        if claim(_run_dir(self.root) / f"{self.group}.lock") is None:
+            return  # another supervisor has the group
         ports = _Ports(_run_dir(self.root), self.group)
         quiet_since = time.monotonic()
         try:
