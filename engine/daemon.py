@@ -74,11 +74,10 @@ def start_daemon(
     lock: Path,
     log: Path,
     env: dict[str, str],
-    ready: Callable[[], bool] = lambda: True,
     wait: bool = True,
 ) -> int:
     """Run `argv` in its own session unless the holder of `lock` runs; its pid once it holds
-    the lock and `ready()` says so. With `wait` False, the pid it was started with, at once.
+    the lock. With `wait` False, the pid it was started with, at once.
     One that another call started and that is still loading is waited for, not doubled
     (were two started at once all the same, the second to claim the lock leaves)."""
     running = running_pid(lock)
@@ -92,7 +91,7 @@ def start_daemon(
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         running = running_pid(lock)
-        if running is not None and ready():
+        if running is not None:
             return running
         with contextlib.suppress(ChildProcessError):
             if os.waitpid(pid, os.WNOHANG)[0]:

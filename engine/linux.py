@@ -11,38 +11,22 @@ import os
 
 __all__ = [
     "CAPABILITIES",
-    "CLONE_NEWCGROUP",
-    "CLONE_NEWIPC",
     "CLONE_NEWNET",
     "CLONE_NEWNS",
     "CLONE_NEWPID",
     "CLONE_NEWUSER",
-    "CLONE_NEWUTS",
     "MNT_DETACH",
     "MS_BIND",
     "MS_NODEV",
-    "MS_NOEXEC",
     "MS_NOSUID",
-    "MS_PRIVATE",
     "MS_RDONLY",
-    "MS_REC",
     "MS_REMOUNT",
-    "MS_SHARED",
-    "MS_SLAVE",
-    "NAMESPACE_FLAGS",
-    "PR_CAPBSET_DROP",
-    "PR_CAP_AMBIENT",
-    "PR_CAP_AMBIENT_CLEAR_ALL",
-    "PR_SET_CHILD_SUBREAPER",
-    "PR_SET_KEEPCAPS",
     "PR_SET_NO_NEW_PRIVS",
     "PR_SET_PDEATHSIG",
     "RESOLVE_IN_ROOT",
     "RESOLVE_NO_MAGICLINKS",
     "RESOLVE_NO_XDEV",
     "attach_tree",
-    "capset",
-    "close_range_cloexec",
     "idmap_tree",
     "machine_architecture",
     "mount",
@@ -51,12 +35,8 @@ __all__ = [
     "openat2",
     "pidfd_open",
     "pidfd_send_signal",
-    "pivot_root",
     "prctl",
     "punch_hole",
-    "reset_signal",
-    "setdomainname",
-    "sethostname",
     "setns",
     "umount",
     "unshare",
@@ -65,39 +45,17 @@ __all__ = [
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
-MS_NOEXEC = 0x8
 MS_REMOUNT = 0x20
 MS_BIND = 0x1000
-MS_REC = 0x4000
-MS_PRIVATE = 0x40000
-MS_SLAVE = 0x80000
-MS_SHARED = 0x100000
 MNT_DETACH = 0x2
 
 CLONE_NEWNS = 0x00020000
-CLONE_NEWCGROUP = 0x02000000
-CLONE_NEWUTS = 0x04000000
-CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
-NAMESPACE_FLAGS = {
-    "mnt": CLONE_NEWNS,
-    "cgroup": CLONE_NEWCGROUP,
-    "uts": CLONE_NEWUTS,
-    "ipc": CLONE_NEWIPC,
-    "user": CLONE_NEWUSER,
-    "pid": CLONE_NEWPID,
-    "net": CLONE_NEWNET,
-}
 
 PR_SET_PDEATHSIG = 1
-PR_SET_KEEPCAPS = 8
-PR_CAPBSET_DROP = 24
-PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
-PR_CAP_AMBIENT = 47
-PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 # Capability numbers (linux/capability.h).
 CAPABILITIES = {
@@ -120,12 +78,9 @@ RESOLVE_NO_XDEV = 0x01
 RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_IN_ROOT = 0x10
 
-_SYS_CLOSE_RANGE = 436
 _SYS_PIDFD_OPEN = 434
 _SYS_PIDFD_SEND_SIGNAL = 424
 _SYS_SETNS_BY_ARCH = {"x86_64": 308, "aarch64": 268}
-_SYS_PIVOT_ROOT_BY_ARCH = {"x86_64": 155, "aarch64": 41}
-CLOSE_RANGE_CLOEXEC = 4
 
 # These have one number on every architecture (they came after the syscall tables were unified).
 _SYS_OPENAT2 = 437
@@ -303,34 +258,12 @@ def _check(result: int, what: str) -> None:
         _raise(what)
 
 
-def _arch_number(table: dict[str, int]) -> int:
-    machine = os.uname().machine
-    if machine not in table:
-        raise OSError(38, f"unsupported architecture {machine}")  # ENOSYS
-    return table[machine]
-
-
 def unshare(flags: int) -> None:
     _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
 
 
 def setns(fd: int, nstype: int) -> None:
     _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
-
-
-def pivot_root(new_root: str, put_old: str) -> None:
-    number = _arch_number(_SYS_PIVOT_ROOT_BY_ARCH)
-    _check(_syscall(number, new_root.encode(), put_old.encode()), "pivot_root")
-
-
-def sethostname(name: str) -> None:
-    raw = name.encode()
-    _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))), "sethostname")
-
-
-def setdomainname(name: str) -> None:
-    raw = name.encode()
-    _check(_libc.setdomainname(raw, ctypes.c_size_t(len(raw))), "setdomainname")
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
@@ -345,43 +278,6 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     )
     _check(result, "prctl")
     return result
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = (
-        ("effective", ctypes.c_uint32),
-        ("permitted", ctypes.c_uint32),
-        ("inheritable", ctypes.c_uint32),
-    )
-
-
-def capset(effective: int, permitted: int, inheritable: int) -> None:
-    """Set this thread's capability sets (bit masks of capability numbers)."""
-    header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
-    data = (_CapData * 2)()
-    for half in (0, 1):
-        shift = 32 * half
-        data[half].effective = (effective >> shift) & 0xFFFFFFFF
-        data[half].permitted = (permitted >> shift) & 0xFFFFFFFF
-        data[half].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-    _check(_libc.capset(ctypes.byref(header), data), "capset")
-
-
-def close_range_cloexec(first: int) -> None:
-    """Mark every fd from `first` up close-on-exec (close_range(2), Linux 5.11)."""
-    _check(
-        _syscall(
-            _SYS_CLOSE_RANGE,
-            ctypes.c_uint(first),
-            ctypes.c_uint(0xFFFFFFFF),
-            ctypes.c_uint(CLOSE_RANGE_CLOEXEC),
-        ),
-        "close_range",
-    )
 
 
 def pidfd_open(pid: int) -> int:
@@ -464,15 +360,9 @@ def attach_tree(tree: int, target: int) -> None:
     )
 
 
-def reset_signal(number: int) -> None:
-    """Set a signal back to its default action (an ignored one stays ignored across exec)."""
-    _libc.signal.restype = ctypes.c_void_p
-    _libc.signal(ctypes.c_int(number), ctypes.c_void_p(0))  # SIG_DFL
-
-
 def machine_architecture() -> str:
     """This machine's architecture as OCI names it (amd64, arm64, …)."""
-    import platform  # only here: the container init program does not pay for it
+    import platform  # only here: few callers need it
 
     machine = platform.machine()
     return {

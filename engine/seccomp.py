@@ -15,8 +15,9 @@ As runc does, a call numbered above the highest the filter names answers ENOSYS 
 EPERM, so a libc falls back from a call newer than the profile; and calls the profile allows
 that an older libseccomp cannot name (kernel 6.8 to 6.13: statmount, mseal, *xattrat …) are
 allowed by number. The runtime builds the program (`default_filter`, ~12 ms, kept in a cache
-directory when given one); the container's init installs it (`install`) without loading
-libseccomp.
+directory when given one); the container's shim installs it (init.c, prctl
+PR_SET_SECCOMP). `install` does the same in a Python process, for checking what a program
+lets through.
 """
 
 from __future__ import annotations
@@ -187,8 +188,7 @@ def _library() -> ctypes.CDLL:
 
 
 # (call, action, conditions): each condition (argument, comparison, value); MASKED_EQ
-# compares `argument & value` with 0. Plain tuples, not dataclasses: the container's init
-# imports this module, and dataclasses would cost it 13 ms of imports.
+# compares `argument & value` with 0.
 _Rule = tuple[str, int, tuple[tuple[int, int, int], ...]]
 
 
@@ -389,8 +389,8 @@ class _SockFprog(ctypes.Structure):
 
 def install(program: bytes) -> None:
     """Confine the calling thread, and what it executes, to the BPF `program`. Set
-    no_new_privs first, or hold CAP_SYS_ADMIN. Loads no library: the init calls it after
-    pivot_root."""
+    no_new_privs first, or hold CAP_SYS_ADMIN. As the shim installs a container's filter, for
+    the checks of what a program allows."""
     count, rest = divmod(len(program), 8)
     if rest or not 0 < count <= _BPF_MAXINSNS:
         raise OSError(errno.EINVAL, f"not a BPF program of 1 to {_BPF_MAXINSNS} instructions")

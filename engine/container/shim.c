@@ -50,13 +50,12 @@ static long oom_kills(const char *path) {
     return count;
 }
 
-/* The next child that ended (`which`, or any for -1), left unreaped; 0 when none has yet and
- * `nohang`, -1 when there is none. */
+/* Child `which` if it ended, left unreaped; 0 when it has not yet and `nohang`, -1 when
+ * there is no such child. */
 static pid_t ended(pid_t which, int nohang, siginfo_t *info) {
     memset(info, 0, sizeof *info);
     int flags = WEXITED | WNOWAIT | (nohang ? WNOHANG : 0);
-    if (waitid(which > 0 ? P_PID : P_ALL, which > 0 ? (id_t)which : 0, info, flags) < 0)
-        return -1;
+    if (waitid(P_PID, (id_t)which, info, flags) < 0) return -1;
     return info->si_pid;
 }
 

@@ -6,8 +6,7 @@ So a short-lived thread enters the target namespace (setns(2) with CLONE_NEWNET 
 namespace of the calling thread only, and is allowed in a multi-threaded process, unlike a
 mount or user namespace), creates the socket, goes back, and ends; the caller then uses the
 socket from any thread. (pyroute2's `netns=` support forks a process per handle, ~20 ms);
-this costs a thread start (~0.2 ms). A process of one thread, such as the container's init
-program, enters and comes back itself: after unshare(CLONE_NEWPID) it cannot start threads.
+this costs a thread start (~0.2 ms). A process of one thread enters and comes back itself.
 """
 
 from __future__ import annotations

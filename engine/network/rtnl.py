@@ -5,8 +5,7 @@ it.
 Hand-written rather than through pyroute2 (which the tests still use to check what we did):
 pyroute2 0.9 loads its whole API on first use (~140 ms, every package of it) and runs an
 asyncio event loop per request (~0.3 ms of Python each), which made plumbing a container
-cost ~9 ms of the orchestrator's CPU; and the container's init program, which plumbs its
-own network, loads nothing beyond the standard library. Here a request is a few struct.pack
+cost ~9 ms of the orchestrator's CPU. Here a request is a few struct.pack
 calls, several requests travel in one sendmsg, and a handle is one socket.
 
 Messages are the kernel's (include/uapi/linux/rtnetlink.h, if_link.h, if_addr.h): a netlink
